@@ -1,0 +1,259 @@
+"""Every setting of the service, read from the environment in this one place.
+
+The README's settings table lists the same names. Required secrets that are missing, and values that
+do not parse, stop start-up with one line naming the setting (``ConfigError`` is a ``SystemExit``,
+so gunicorn, ``flask`` and the RQ entry points print that line and exit without a traceback).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from throttle_app.crypto import InvalidKeyError, parse_keys
+from throttle_app.durations import format_iso_duration, parse_iso_duration
+
+REQUIRED = (
+    "DATABASE_URL",
+    "REDIS_URL",
+    "HUBSPOT_CLIENT_ID",
+    "HUBSPOT_CLIENT_SECRET",
+    "SECRET_KEY",
+    "TOKEN_ENCRYPTION_KEY",
+)
+
+
+class ConfigError(SystemExit):
+    """A setting is missing or malformed. Exits with the message, never with a traceback."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"throttle: configuration error: {message}")
+        self.message = message
+
+
+def sqlalchemy_url(url: str) -> str:
+    """Map the URL operators write (postgres://, postgresql://) to the psycopg2 driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg2://" + url[len(prefix) :]
+    if url.startswith("postgresql+psycopg2://"):
+        return url
+    raise ConfigError("DATABASE_URL must be a postgresql:// URL")
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    redis_url: str
+    hubspot_client_id: str
+    hubspot_client_secret: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    token_keys: tuple[bytes, ...] = field(repr=False)
+    hubspot_api_base: str = "https://api.hubapi.com"
+    hubspot_app_base: str = "https://app.hubspot.com"
+    public_base_url: str | None = None
+    config_api_token: str | None = field(default=None, repr=False)
+    metrics_token: str | None = field(default=None, repr=False)
+    dashboard_username: str = "admin"
+    dashboard_password: str | None = field(default=None, repr=False)
+    port: int = 8000
+    # Intake
+    hold_duration: timedelta = timedelta(weeks=4)
+    max_body_bytes: int = 64 * 1024
+    admission_deadline_seconds: float = 5.0
+    admission_batch_max: int = 500
+    admission_writers: int = 2
+    retry_after_seconds: int = 10
+    # PostgreSQL
+    db_pool_size: int = 10
+    db_max_overflow: int = 5
+    db_pool_timeout_seconds: float = 5.0
+    db_statement_timeout_ms: int = 10_000
+    db_connect_timeout_seconds: int = 5
+    # Redis, health, logs
+    redis_timeout_seconds: float = 2.0
+    health_timeout_seconds: float = 2.0
+    log_level: str = "INFO"
+    log_json: bool = True
+    proxy_fix_hops: int = 0
+
+    @property
+    def hold_duration_iso(self) -> str:
+        return format_iso_duration(self.hold_duration)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Values that must never appear in a log line."""
+        from sqlalchemy.engine import make_url
+
+        found = [self.hubspot_client_secret, self.secret_key]
+        found += [v for v in (self.config_api_token, self.metrics_token) if v]
+        found += [v for v in (self.dashboard_password,) if v]
+        try:
+            password = make_url(self.database_url).password
+        except Exception:
+            password = None
+        if password:
+            found.append(str(password))
+        password = _redis_password(self.redis_url)
+        if password:
+            found.append(password)
+        return tuple(found)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read every setting; raise ConfigError naming the first one that is missing or bad."""
+        env = os.environ if env is None else env
+        reader = _Reader(env)
+        for name in REQUIRED:
+            reader.required(name)
+        try:
+            token_keys = parse_keys(env["TOKEN_ENCRYPTION_KEY"])
+        except InvalidKeyError as exc:
+            raise ConfigError(str(exc)) from None
+        values = dict(
+            database_url=sqlalchemy_url(env["DATABASE_URL"]),
+            redis_url=env["REDIS_URL"],
+            hubspot_client_id=env["HUBSPOT_CLIENT_ID"],
+            hubspot_client_secret=env["HUBSPOT_CLIENT_SECRET"],
+            secret_key=env["SECRET_KEY"],
+            token_keys=token_keys,
+            hubspot_api_base=reader.url("HUBSPOT_API_BASE", cls.hubspot_api_base),
+            hubspot_app_base=reader.url("HUBSPOT_APP_BASE", cls.hubspot_app_base),
+            public_base_url=reader.optional_url("PUBLIC_BASE_URL"),
+            config_api_token=env.get("CONFIG_API_TOKEN") or None,
+            metrics_token=env.get("THROTTLE_METRICS_TOKEN") or None,
+            dashboard_username=env.get("THROTTLE_DASHBOARD_USERNAME") or "admin",
+            dashboard_password=env.get("THROTTLE_DASHBOARD_PASSWORD") or None,
+            port=reader.integer("PORT", cls.port, low=1, high=65535),
+            hold_duration=reader.duration("THROTTLE_HOLD_DURATION", "P4W"),
+            max_body_bytes=reader.integer("THROTTLE_MAX_BODY_BYTES", cls.max_body_bytes, low=1024),
+            admission_deadline_seconds=reader.number(
+                "THROTTLE_ADMISSION_DEADLINE_SECONDS", cls.admission_deadline_seconds
+            ),
+            admission_batch_max=reader.integer(
+                "THROTTLE_ADMISSION_BATCH_MAX", cls.admission_batch_max, low=1, high=5000
+            ),
+            admission_writers=reader.integer(
+                "THROTTLE_ADMISSION_WRITERS", cls.admission_writers, low=1, high=16
+            ),
+            retry_after_seconds=reader.integer(
+                "THROTTLE_RETRY_AFTER_SECONDS", cls.retry_after_seconds, low=1
+            ),
+            db_pool_size=reader.integer("THROTTLE_DB_POOL_SIZE", cls.db_pool_size, low=1),
+            db_max_overflow=reader.integer("THROTTLE_DB_MAX_OVERFLOW", cls.db_max_overflow, low=0),
+            db_pool_timeout_seconds=reader.number(
+                "THROTTLE_DB_POOL_TIMEOUT_SECONDS", cls.db_pool_timeout_seconds
+            ),
+            db_statement_timeout_ms=reader.integer(
+                "THROTTLE_DB_STATEMENT_TIMEOUT_MS", cls.db_statement_timeout_ms, low=100
+            ),
+            db_connect_timeout_seconds=reader.integer(
+                "THROTTLE_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds, low=1
+            ),
+            redis_timeout_seconds=reader.number(
+                "THROTTLE_REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds
+            ),
+            health_timeout_seconds=reader.number(
+                "THROTTLE_HEALTH_TIMEOUT_SECONDS", cls.health_timeout_seconds
+            ),
+            log_level=reader.choice(
+                "THROTTLE_LOG_LEVEL", cls.log_level, ("DEBUG", "INFO", "WARNING", "ERROR")
+            ),
+            log_json=reader.boolean("THROTTLE_LOG_JSON", cls.log_json),
+            proxy_fix_hops=reader.integer("THROTTLE_PROXY_FIX_HOPS", 0, low=0, high=5),
+        )
+        return cls(**values)
+
+
+def _redis_password(url: str) -> str | None:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).password
+    except ValueError:
+        return None
+
+
+class _Reader:
+    """Parses one environment variable at a time and names it in every error."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def _raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        return value.strip() if value is not None and value.strip() else None
+
+    def required(self, name: str) -> str:
+        value = self._raw(name)
+        if value is None:
+            raise ConfigError(f"{name} is required but not set")
+        return value
+
+    def integer(
+        self, name: str, default: int, low: int | None = None, high: int | None = None
+    ) -> int:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise ConfigError(f"{name} must be between {low} and {high}, got {value}")
+        return value
+
+    def number(self, name: str, default: float) -> float:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(f"{name} must be positive, got {raw!r}")
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name} must be true or false, got {raw!r}")
+
+    def choice(self, name: str, default: str, options: tuple[str, ...]) -> str:
+        raw = self._raw(name)
+        if raw is None:
+            return default
+        if raw.upper() not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(options)}, got {raw!r}")
+        return raw.upper()
+
+    def duration(self, name: str, default: str) -> timedelta:
+        raw = self._raw(name) or default
+        try:
+            value = parse_iso_duration(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}: {exc}") from None
+        if value <= timedelta(0):
+            raise ConfigError(f"{name} must be a positive duration, got {raw!r}")
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        return self.optional_url(name) or default
+
+    def optional_url(self, name: str) -> str | None:
+        raw = self._raw(name)
+        if raw is None:
+            return None
+        if not raw.startswith(("http://", "https://")):
+            raise ConfigError(f"{name} must start with http:// or https://, got {raw!r}")
+        return raw.rstrip("/")

@@ -1,0 +1,128 @@
+"""Group commit: many concurrent requests, one statement and one COMMIT.
+
+Each request hands its item to `GroupCommitter.submit` and waits; a few writer threads (greenlets
+once gevent has patched `threading`) take everything that has queued up since their last round
+and write it with one call of `write_batch`. Every caller gets its own result only after the
+transaction holding its item has committed, so "answer after commit" holds per request while the
+commit cost (the fsync) is shared by the whole batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+log = logging.getLogger(__name__)
+
+
+class CommitTimeout(Exception):
+    """The item's batch did not commit before the caller's deadline (it may still commit)."""
+
+
+class _Slot(Generic[T, R]):
+    __slots__ = ("done", "error", "item", "result")
+
+    def __init__(self, item: T) -> None:
+        self.item = item
+        self.done = threading.Event()
+        self.result: R | None = None
+        self.error: BaseException | None = None
+
+
+class GroupCommitter(Generic[T, R]):
+    """Collects concurrent items and writes them in batches through `write_batch`.
+
+    `write_batch(items)` must write all items in one transaction and return one result per item,
+    in order; if it raises, every item of that batch gets the exception.
+    """
+
+    def __init__(
+        self,
+        write_batch: Callable[[Sequence[T]], Sequence[R]],
+        writers: int = 2,
+        max_batch: int = 500,
+        name: str = "group-commit",
+    ) -> None:
+        self._write_batch = write_batch
+        self._writers = writers
+        self._max_batch = max_batch
+        self._name = name
+        self._queue: queue.Queue[_Slot[T, R] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, item: T, timeout: float) -> R:
+        """Queue `item`, wait for its batch to commit, return its result (or raise)."""
+        if self._closed:
+            raise RuntimeError(f"{self._name} is closed")
+        self._ensure_writers()
+        slot: _Slot[T, R] = _Slot(item)
+        self._queue.put(slot)
+        if not slot.done.wait(timeout):
+            raise CommitTimeout(f"{self._name}: no commit within {timeout:.1f}s")
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Stop the writers once the items already queued are written."""
+        self._closed = True
+        for _ in self._threads:
+            self._queue.put(None)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        self._threads.clear()
+
+    def _ensure_writers(self) -> None:
+        if self._threads:
+            return
+        with self._start_lock:
+            if self._threads:
+                return
+            # Started lazily, so a forking server (gunicorn) starts them in each worker.
+            for index in range(self._writers):
+                thread = threading.Thread(
+                    target=self._run, name=f"{self._name}-{index}", daemon=True
+                )
+                thread.start()
+                self._threads.append(thread)
+
+    def _take_batch(self) -> list[_Slot[T, R]] | None:
+        first = self._queue.get()
+        if first is None:
+            return None
+        batch = [first]
+        while len(batch) < self._max_batch:
+            try:
+                slot = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if slot is None:
+                self._queue.put(None)  # leave the stop signal for this writer's next round
+                break
+            batch.append(slot)
+        return batch
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if batch is None:
+                return
+            try:
+                results = self._write_batch([slot.item for slot in batch])
+                for slot, result in zip(batch, results, strict=True):
+                    slot.result = result
+            except Exception as exc:  # every waiter must hear about the failure
+                log.warning("%s: batch of %d failed: %s", self._name, len(batch), exc)
+                for slot in batch:
+                    slot.error = exc
+            finally:
+                for slot in batch:
+                    slot.done.set()

@@ -1,0 +1,1 @@
+"""Everything that speaks HubSpot's protocol: request signatures, the API client, OAuth."""

@@ -1,0 +1,65 @@
+"""HubSpot request signatures, verified on the raw body bytes in constant time.
+
+v3 when its headers are present (HMAC-SHA256 keyed by the client secret over METHOD + URI + body +
+timestamp, base64; timestamps more than 5 minutes off are refused), otherwise v2 (SHA-256 hex of
+secret + METHOD + URI + body). v2 carries no timestamp: replays are made harmless by callbackId
+idempotency. v1 (secret + body, no URI) is not accepted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+
+MAX_TIMESTAMP_SKEW_SECONDS = 300
+
+
+class SignatureError(Exception):
+    """The request is not provably from HubSpot; the message says why (never the secret)."""
+
+
+def v2_signature(secret: str, method: str, uri: str, body: bytes) -> str:
+    source = secret.encode() + method.upper().encode() + uri.encode() + body
+    return hashlib.sha256(source).hexdigest()
+
+
+def v3_signature(secret: str, method: str, uri: str, body: bytes, timestamp: str) -> str:
+    source = method.upper().encode() + uri.encode() + body + timestamp.encode()
+    digest = hmac.new(secret.encode(), source, hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def verify_request(
+    secret: str,
+    method: str,
+    uri: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    now: float | None = None,
+) -> str:
+    """Return the version that verified ("v3" or "v2"); raise SignatureError otherwise."""
+    v3 = headers.get("X-HubSpot-Signature-v3")
+    if v3 is not None:
+        timestamp = headers.get("X-HubSpot-Request-Timestamp", "")
+        if not timestamp.isdigit():
+            raise SignatureError("X-HubSpot-Request-Timestamp is missing or not milliseconds")
+        current = time.time() if now is None else now
+        if abs(current * 1000 - int(timestamp)) > MAX_TIMESTAMP_SKEW_SECONDS * 1000:
+            raise SignatureError("X-HubSpot-Request-Timestamp is more than 5 minutes off")
+        expected = v3_signature(secret, method, uri, body, timestamp)
+        if not hmac.compare_digest(expected.encode(), v3.strip().encode()):
+            raise SignatureError("X-HubSpot-Signature-v3 does not match")
+        return "v3"
+    signature = headers.get("X-HubSpot-Signature")
+    if signature is None:
+        raise SignatureError("no HubSpot signature headers")
+    version = headers.get("X-HubSpot-Signature-Version", "").strip().lower()
+    if version != "v2":
+        raise SignatureError("signature version must be v3 or v2")
+    expected = v2_signature(secret, method, uri, body)
+    if not hmac.compare_digest(expected.encode(), signature.strip().lower().encode()):
+        raise SignatureError("X-HubSpot-Signature does not match")
+    return "v2"

@@ -1,0 +1,176 @@
+"""Tables. Every durable fact of the service lives here, in PostgreSQL.
+
+Execution states: ``pending`` (held, waiting for its window), ``claimed`` (leased by a release job),
+``completed`` (HubSpot took SUCCESS), ``failed`` (completed with FAIL_CONTINUE after the attempt
+limit), ``expired`` (HubSpot's hold ran out first, so HubSpot moved the record on by itself).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from throttle_app.extensions import db
+
+PENDING, CLAIMED, COMPLETED, FAILED, EXPIRED = (
+    "pending",
+    "claimed",
+    "completed",
+    "failed",
+    "expired",
+)
+STATES = (PENDING, CLAIMED, COMPLETED, FAILED, EXPIRED)
+TERMINAL_STATES = (COMPLETED, FAILED, EXPIRED)
+
+
+def _now() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+
+
+class ThrottleQueue(db.Model):
+    """One row per queue: its durable rate and the state of its release windows."""
+
+    __tablename__ = "throttle_queues"
+    __table_args__ = (
+        UniqueConstraint("queue_key", name="uq_throttle_queues_queue_key"),
+        CheckConstraint("max_throughput > 0", name="ck_throttle_queues_max_throughput"),
+        CheckConstraint("period_seconds > 0", name="ck_throttle_queues_period"),
+        CheckConstraint("window_budget >= 0", name="ck_throttle_queues_budget"),
+        Index("ix_throttle_queues_portal", "portal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    queue_key: Mapped[str] = mapped_column(String(128), nullable=False)
+    portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    workflow_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    action_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    # The rate the latest execution arrived with; a throttle_configs row overrides it.
+    max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
+    period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The current release window: releases left in it and its period. A new window opens only
+    # once the budget is spent and `next_release_at` has passed; `next_release_at` is never earlier
+    # than the last send + the period (see releasing.py). NULL = idle: first executions go at once.
+    window_budget: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    window_period_seconds: Mapped[int | None] = mapped_column(Integer)
+    next_release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    draining: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class ActionExecution(db.Model):
+    """One HubSpot execution request that we hold until its release."""
+
+    __tablename__ = "action_executions"
+    __table_args__ = (
+        UniqueConstraint("callback_id", name="uq_action_executions_callback_id"),
+        CheckConstraint(f"state IN {STATES!r}", name="ck_action_executions_state"),
+        # "The oldest pending rows of one queue": the claim's index.
+        Index(
+            "ix_action_executions_queue_pending",
+            "queue_id",
+            "id",
+            postgresql_where=text("state = 'pending'"),
+        ),
+        # Expired leases and holds, found by the cleaner without scanning terminal rows.
+        Index(
+            "ix_action_executions_lease",
+            "lease_expires_at",
+            postgresql_where=text("state = 'claimed'"),
+        ),
+        Index(
+            "ix_action_executions_hold",
+            "hold_expires_at",
+            postgresql_where=text("state IN ('pending', 'claimed')"),
+        ),
+        Index(
+            "ix_action_executions_finished",
+            "finished_at",
+            postgresql_where=text("finished_at IS NOT NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    callback_id: Mapped[str] = mapped_column(String(255), nullable=False)
+    queue_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("throttle_queues.id", ondelete="CASCADE"), nullable=False
+    )
+    portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    workflow_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    action_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    object_id: Mapped[int | None] = mapped_column(BigInteger)
+    object_type: Mapped[str | None] = mapped_column(String(64))
+    # The rate this execution arrived with.
+    max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
+    period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    state: Mapped[str] = mapped_column(String(16), nullable=False, server_default=PENDING)
+    hold_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
+    last_failure_reason: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    lease_owner: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ThrottleConfig(db.Model):
+    """An operator's rate override for one action of one portal (the config API)."""
+
+    __tablename__ = "throttle_configs"
+    __table_args__ = (
+        UniqueConstraint("portal_id", "action_id", name="uq_throttle_configs_portal_action"),
+        CheckConstraint("max_throughput > 0", name="ck_throttle_configs_max_throughput"),
+        CheckConstraint("time_period > 0", name="ck_throttle_configs_time_period"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    action_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
+    time_period: Mapped[int] = mapped_column(Integer, nullable=False)
+    time_unit: Mapped[str] = mapped_column(String(16), nullable=False)
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class OAuthToken(db.Model):
+    """A portal's OAuth tokens, encrypted (see crypto.py), and whether the portal is connected."""
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (UniqueConstraint("portal_id", name="uq_oauth_tokens_portal_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    access_token: Mapped[str] = mapped_column(Text, nullable=False)
+    refresh_token: Mapped[str] = mapped_column(Text, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    hub_domain: Mapped[str | None] = mapped_column(String(255))
+    installed_by: Mapped[str | None] = mapped_column(String(255))
+    scopes: Mapped[str | None] = mapped_column(Text)
+    app_id: Mapped[int | None] = mapped_column(BigInteger)
+    disconnected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disconnect_reason: Mapped[str | None] = mapped_column(Text)
+    refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()

@@ -1,0 +1,68 @@
+"""POST /api/hubspot/action: HubSpot's execution request for our custom workflow action."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify, request
+
+from throttle_app.admission import Admission, AdmissionUnavailable
+from throttle_app.execution_request import parse_execution_request
+from throttle_app.extensions import current_settings, db
+from throttle_app.hubspot.signatures import SignatureError, verify_request
+from throttle_app.rates import FieldError
+from throttle_app.views.errors import json_error
+
+bp = Blueprint("hubspot", __name__)
+
+
+@bp.post("/api/hubspot/action")
+def execution_request():
+    settings = current_settings()
+    body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
+    try:
+        verify_request(
+            settings.hubspot_client_secret, request.method, signed_uri(), body, request.headers
+        )
+    except SignatureError as exc:
+        return json_error(401, f"invalid signature: {exc}")
+    try:
+        execution = parse_execution_request(body)
+    except FieldError as exc:
+        return json_error(400, str(exc), field=exc.field)
+    try:
+        answer = admission().admit(execution)
+    except AdmissionUnavailable as exc:
+        current_app.logger.warning("admission unavailable: %s", exc)
+        response, status = json_error(503, "temporarily unable to store the execution; retry")
+        response.headers["Retry-After"] = str(settings.retry_after_seconds)
+        return response, status
+    if answer.conflict:
+        return json_error(409, "callbackId already belongs to another queue", field="callbackId")
+    return jsonify({"outputFields": answer.output_fields()})
+
+
+def signed_uri() -> str:
+    """The URL HubSpot called, as it signed it: PUBLIC_BASE_URL + the raw path and query."""
+    settings = current_settings()
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if not raw:
+        query = request.query_string.decode("latin-1")
+        raw = request.path + (f"?{query}" if query else "")
+    if settings.public_base_url:
+        return settings.public_base_url + raw
+    return request.host_url.rstrip("/") + raw
+
+
+def admission() -> Admission:
+    """This process's admission service (created on first use, after gunicorn forked)."""
+    service = current_app.extensions.get("throttle_admission")
+    if service is None:
+        settings = current_settings()
+        service = Admission(
+            db.engine,
+            hold=settings.hold_duration,
+            deadline_seconds=settings.admission_deadline_seconds,
+            writers=settings.admission_writers,
+            max_batch=settings.admission_batch_max,
+        )
+        service = current_app.extensions.setdefault("throttle_admission", service)
+    return service
