@@ -1,18 +1,130 @@
 """Shared fixtures: real PostgreSQL and real Redis, never fakes.
 
-TEST_DATABASE_URL (default: the `throttle_test` database on 127.0.0.1) and TEST_REDIS_URL
-(default: Redis database 15 on 127.0.0.1) point the suite at its services.
+TEST_DATABASE_URL (default: the `throttle_test` database on 127.0.0.1; created and migrated on
+first use) and TEST_REDIS_URL (default: Redis database 15 on 127.0.0.1) point the suite at its
+services. Every test starts from empty tables and an empty Redis database.
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
+import psycopg2
 import pytest
 import redis
+from flask import Flask
+from sqlalchemy.engine import make_url
 
+from throttle_app import create_app
+from throttle_app.config import Settings
+from throttle_app.extensions import db
+
+TEST_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_test"
+)
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+TEST_CLIENT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
+TEST_KEY = base64.b64encode(b"k" * 32).decode()
+TABLES = ("action_executions", "throttle_queues", "throttle_configs", "oauth_tokens")
+
+
+def service_env(**overrides: str) -> dict[str, str]:
+    """A complete environment for Settings.from_env, pointing at the test services."""
+    env = {
+        "DATABASE_URL": TEST_DATABASE_URL,
+        "REDIS_URL": TEST_REDIS_URL,
+        "HUBSPOT_CLIENT_ID": "test-client-id",
+        "HUBSPOT_CLIENT_SECRET": TEST_CLIENT_SECRET,
+        "SECRET_KEY": "test-secret-key-not-for-production",
+        "TOKEN_ENCRYPTION_KEY": TEST_KEY,
+        "CONFIG_API_TOKEN": "test-config-token",
+        "THROTTLE_LOG_JSON": "false",
+    }
+    env.update(overrides)
+    return env
+
+
+def _ensure_database(url: str) -> None:
+    parsed = make_url(url)
+    admin = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname="postgres",
+    )
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
+        if cur.fetchone() is None:
+            cur.execute(f'CREATE DATABASE "{parsed.database}"')
+    admin.close()
+
+
+@pytest.fixture(scope="session")
+def migrated_database() -> str:
+    """The test database, created if missing and upgraded to the migrations' head."""
+    from flask_migrate import upgrade
+
+    _ensure_database(TEST_DATABASE_URL)
+    app = create_app(Settings.from_env(service_env()))
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+    return TEST_DATABASE_URL
+
+
+def truncate_all(url: str = TEST_DATABASE_URL) -> None:
+    parsed = make_url(url)
+    conn = psycopg2.connect(
+        host=parsed.host,
+        port=parsed.port or 5432,
+        user=parsed.username,
+        password=parsed.password,
+        dbname=parsed.database,
+    )
+    with conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    conn.close()
+
+
+@pytest.fixture
+def settings(migrated_database: str) -> Settings:
+    return Settings.from_env(service_env())
+
+
+@pytest.fixture
+def make_app(migrated_database: str, redis_conn: redis.Redis) -> Iterator[Callable[..., Flask]]:
+    """Build apps with settings overrides (Settings field names); tables start empty."""
+    truncate_all()
+    apps: list[Flask] = []
+
+    def build(**overrides) -> Flask:
+        settings = dataclasses.replace(Settings.from_env(service_env()), **overrides)
+        app = create_app(settings)
+        apps.append(app)
+        return app
+
+    yield build
+    for app in apps:
+        service = app.extensions.get("throttle_admission")
+        if service is not None:
+            service.close()
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask):
+    return app.test_client()
 
 
 @pytest.fixture

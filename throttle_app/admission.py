@@ -8,27 +8,27 @@ whether this is the first delivery; a redelivery is answered from the stored row
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
-from sqlalchemy import Engine, bindparam, func, select, text, update
-from sqlalchemy.dialects.postgresql import insert
+from psycopg2.extras import execute_values
+from sqlalchemy import Engine
 
 from throttle_app.durations import format_iso_duration
 from throttle_app.execution_request import ExecutionRequest
 from throttle_app.group_commit import CommitTimeout, GroupCommitter
-from throttle_app.models import (
-    CLAIMED,
-    COMPLETED,
-    PENDING,
-    ActionExecution,
-    ThrottleQueue,
-)
+from throttle_app.models import CLAIMED, COMPLETED, PENDING
 
 BLOCK, SUCCESS, FAIL_CONTINUE = "BLOCK", "SUCCESS", "FAIL_CONTINUE"
 
-__all__ = ["Admission", "AdmissionUnavailable", "Answer", "QueueTouched"]
+__all__ = ["Admission", "AdmissionUnavailable", "Answer"]
+
+# Queues this process has seen: queue_key -> (queue_id, max_throughput, period_seconds). A batch
+# whose queues are all known, at the rate they were stored with, skips the queue statement.
+KNOWN_QUEUES_LIMIT = 10_000
 
 
 class AdmissionUnavailable(Exception):
@@ -49,15 +49,6 @@ class Answer:
         if self.hold is not None:
             fields["hs_expiration_duration"] = self.hold
         return fields
-
-
-@dataclass(frozen=True)
-class QueueTouched:
-    """A queue that received new executions in a committed batch (for waking its release)."""
-
-    queue_id: int
-    next_release_at: datetime | None
-    window_budget: int
 
 
 def answer_for_stored(state: str, remaining_seconds: float) -> Answer:
@@ -81,9 +72,12 @@ class Admission:
         deadline_seconds: float,
         writers: int = 2,
         max_batch: int = 500,
-        after_commit: Callable[[list[QueueTouched]], None] | None = None,
+        after_commit: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._engine = engine
+        self._known: dict[str, tuple[int, int, int]] = {}
+        self._local = threading.local()  # one held connection per writer: no checkout per batch
+        self._connections: list = []
         self._hold = hold
         self._hold_iso = format_iso_duration(hold)
         self._deadline = deadline_seconds
@@ -102,131 +96,175 @@ class Admission:
             raise AdmissionUnavailable(f"database error: {type(exc).__name__}") from exc
 
     def close(self) -> None:
+        """Stop the writers and give their connections back."""
         self._committer.close()
+        for conn in self._connections:
+            conn.close()
+        self._connections.clear()
+
+    def _connection(self):
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._engine.raw_connection()
+            # Autocommit: each statement below is atomic and durable when it returns, and the
+            # common batch is one statement: one round trip, no BEGIN/COMMIT pair.
+            conn.driver_connection.autocommit = True
+            self._connections.append(conn)
+        return conn
 
     def _write_batch(self, requests: Sequence[ExecutionRequest]) -> list[Answer]:
-        with self._engine.begin() as conn:
-            queues = _upsert_queues(conn, requests)
-            first: dict[str, ExecutionRequest] = {}
-            for request in requests:
-                first.setdefault(request.callback_id, request)
-            rows = [
-                _execution_row(request, queues[request.queue_key].queue_id, self._hold)
-                for request in first.values()
-            ]
-            inserted = set(
-                conn.execute(
-                    insert(ActionExecution.__table__)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["callback_id"])
-                    .returning(ActionExecution.__table__.c.callback_id)
-                ).scalars()
-            )
-            stored = _stored(conn, [cid for cid in first if cid not in inserted])
+        first: dict[str, ExecutionRequest] = {}
+        for request in requests:
+            first.setdefault(request.callback_id, request)
+        # Raw DBAPI cursor: this is the hot path, and execute_values sends one statement per
+        # batch without compiling a new SQLAlchemy statement for every batch size.
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                # Queues first (a queue without executions is harmless), then the executions:
+                # once this INSERT returns, every row it reports is committed.
+                queues = self._queue_ids(cur, requests)
+                inserted = _insert_executions(cur, first.values(), queues, self._hold)
+                stored = _stored(cur, [cid for cid in first if cid not in inserted])
+        except BaseException:
+            self._local.conn = None
+            self._connections.remove(conn)
+            conn.invalidate()  # a broken or half-used connection never goes back to the pool
+            self._known.clear()
+            raise
         answers = []
-        claimed_first: set[str] = set()
+        answered_first: set[str] = set()
         for request in requests:
             cid = request.callback_id
-            if cid in inserted and cid not in claimed_first:
-                claimed_first.add(cid)
+            if cid in inserted and cid not in answered_first:
+                answered_first.add(cid)
                 answers.append(Answer(BLOCK, hold=self._hold_iso, created=True))
                 continue
+            # A redelivery, or the same callbackId twice in one batch (then: as stored now).
             queue_id, state, remaining = stored.get(cid) or (
-                queues[first[cid].queue_key].queue_id,
+                queues[first[cid].queue_key],
                 PENDING,
                 self._hold.total_seconds(),
             )
-            if queue_id != queues[request.queue_key].queue_id:
+            if queue_id != queues[request.queue_key]:
                 answers.append(Answer(None, conflict=True))
             else:
                 answers.append(answer_for_stored(state, remaining))
         if self._after_commit and inserted:
-            touched_keys = {first[cid].queue_key for cid in inserted}
-            self._after_commit([queues[key] for key in sorted(touched_keys)])
+            self._after_commit(sorted({queues[first[cid].queue_key] for cid in inserted}))
         return answers
 
+    def _queue_ids(self, cur, requests: Iterable[ExecutionRequest]) -> dict[str, int]:
+        """queue_key -> queue id for every queue of the batch, creating queues as needed."""
+        latest: dict[str, ExecutionRequest] = {}
+        for request in requests:
+            latest[request.queue_key] = request  # the last arrival's rate wins
+        known = self._known
+        if all(
+            key in known and known[key][1:] == (r.rate.max_throughput, r.rate.period_seconds)
+            for key, r in latest.items()
+        ):
+            return {key: known[key][0] for key in latest}
+        rows = _upsert_queues(cur, latest)
+        if len(known) > KNOWN_QUEUES_LIMIT:
+            known.clear()
+        for key, row in rows.items():
+            known[key] = row
+        return {key: row[0] for key, row in rows.items()}
 
-def _execution_row(request: ExecutionRequest, queue_id: int, hold: timedelta) -> dict:
-    return {
-        "callback_id": request.callback_id,
-        "queue_id": queue_id,
-        "portal_id": request.portal_id,
-        "workflow_id": request.workflow_id,
-        "action_id": request.action_id,
-        "object_id": request.object_id,
-        "object_type": request.object_type,
-        "max_throughput": request.rate.max_throughput,
-        "period_seconds": request.rate.period_seconds,
-        "hold_expires_at": func.now() + hold,
-    }
+
+_UPSERT_QUEUES = """
+WITH incoming (queue_key, portal_id, workflow_id, action_id, max_throughput, period_seconds)
+  AS (VALUES %s),
+created AS (
+  INSERT INTO throttle_queues
+    (queue_key, portal_id, workflow_id, action_id, max_throughput, period_seconds)
+  SELECT * FROM incoming ORDER BY queue_key
+  ON CONFLICT (queue_key) DO NOTHING
+  RETURNING id, queue_key, max_throughput, period_seconds
+)
+SELECT * FROM created
+UNION ALL
+SELECT q.id, q.queue_key, q.max_throughput, q.period_seconds
+FROM throttle_queues q JOIN incoming USING (queue_key)
+"""
+
+_SELECT_QUEUES = """
+SELECT id, queue_key, max_throughput, period_seconds
+FROM throttle_queues WHERE queue_key = ANY(%s)
+"""
+
+# The batch travels as one JSON parameter: one quoted string for psycopg2 to send, however many
+# rows (per-row or per-element adaptation cost more Python time than the insert itself).
+_INSERT_EXECUTIONS = """
+INSERT INTO action_executions
+  (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,
+   max_throughput, period_seconds, hold_expires_at)
+SELECT c, q, p, w, a, o, t, m, s, now() + %s
+FROM json_to_recordset(%s::json) AS u(c varchar, q bigint, p bigint, w bigint, a varchar,
+                                       o bigint, t varchar, m int, s int)
+ON CONFLICT (callback_id) DO NOTHING
+RETURNING callback_id
+"""
 
 
-def _upsert_queues(conn, requests: Sequence[ExecutionRequest]) -> dict[str, QueueTouched]:
-    """Create missing queues, record a changed arrival rate, return every queue of the batch."""
-    latest: dict[str, ExecutionRequest] = {}
-    for request in requests:
-        latest[request.queue_key] = request  # the last arrival's rate wins
-    keys = sorted(latest)  # one lock order for every writer: no deadlocks
-    conn.execute(
-        insert(ThrottleQueue.__table__)
-        .values(
-            [
-                {
-                    "queue_key": key,
-                    "portal_id": latest[key].portal_id,
-                    "workflow_id": latest[key].workflow_id,
-                    "action_id": latest[key].action_id,
-                    "max_throughput": latest[key].rate.max_throughput,
-                    "period_seconds": latest[key].rate.period_seconds,
-                }
-                for key in keys
-            ]
-        )
-        .on_conflict_do_nothing(index_elements=["queue_key"])
-    )
-    rows = conn.execute(
-        select(
-            ThrottleQueue.id,
-            ThrottleQueue.queue_key,
-            ThrottleQueue.max_throughput,
-            ThrottleQueue.period_seconds,
-            ThrottleQueue.next_release_at,
-            ThrottleQueue.window_budget,
-        ).where(ThrottleQueue.queue_key.in_(keys))
-    ).all()
-    changed = [
-        {
-            "qid": row.id,
-            "m": latest[row.queue_key].rate.max_throughput,
-            "p": latest[row.queue_key].rate.period_seconds,
-        }
-        for row in rows
-        if (row.max_throughput, row.period_seconds)
-        != (latest[row.queue_key].rate.max_throughput, latest[row.queue_key].rate.period_seconds)
+def _upsert_queues(cur, latest: dict[str, ExecutionRequest]) -> dict[str, tuple[int, int, int]]:
+    """Create missing queues and record a changed arrival rate: key -> (id, max, period)."""
+    values = [
+        (key, r.portal_id, r.workflow_id, r.action_id, r.rate.max_throughput, r.rate.period_seconds)
+        for key, r in sorted(latest.items())
     ]
+    rows = execute_values(cur, _UPSERT_QUEUES, values, fetch=True)
+    if len(rows) < len(values):
+        # Another writer created a queue after this statement's snapshot: read it again.
+        cur.execute(_SELECT_QUEUES, (list(latest),))
+        rows = cur.fetchall()
+    changed = sorted(
+        (queue_id, latest[key].rate.max_throughput, latest[key].rate.period_seconds)
+        for queue_id, key, max_throughput, period in rows
+        if (max_throughput, period)
+        != (latest[key].rate.max_throughput, latest[key].rate.period_seconds)
+    )
     if changed:
-        conn.execute(
-            update(ThrottleQueue.__table__)
-            .where(ThrottleQueue.__table__.c.id == bindparam("qid"))
-            .values(
-                max_throughput=bindparam("m"), period_seconds=bindparam("p"), updated_at=func.now()
-            ),
-            changed,
+        cur.executemany(
+            "UPDATE throttle_queues SET max_throughput = %s, period_seconds = %s,"
+            " updated_at = now() WHERE id = %s",
+            [(m, p, queue_id) for queue_id, m, p in changed],
         )
     return {
-        row.queue_key: QueueTouched(row.id, row.next_release_at, row.window_budget) for row in rows
+        key: (queue_id, latest[key].rate.max_throughput, latest[key].rate.period_seconds)
+        for queue_id, key, _, _ in rows
     }
 
 
-def _stored(conn, callback_ids: list[str]) -> dict[str, tuple[int, str, float]]:
+def _insert_executions(
+    cur, requests: Iterable[ExecutionRequest], queues: dict[str, int], hold: timedelta
+) -> set[str]:
+    rows = [
+        {
+            "c": r.callback_id,
+            "q": queues[r.queue_key],
+            "p": r.portal_id,
+            "w": r.workflow_id,
+            "a": r.action_id,
+            "o": r.object_id,
+            "t": r.object_type,
+            "m": r.rate.max_throughput,
+            "s": r.rate.period_seconds,
+        }
+        for r in requests
+    ]
+    cur.execute(_INSERT_EXECUTIONS, (hold, json.dumps(rows)))
+    return {row[0] for row in cur.fetchall()}
+
+
+def _stored(cur, callback_ids: list[str]) -> dict[str, tuple[int, str, float]]:
     if not callback_ids:
         return {}
-    rows = conn.execute(
-        text(
-            "SELECT callback_id, queue_id, state,"
-            " EXTRACT(EPOCH FROM hold_expires_at - now()) AS remaining"
-            " FROM action_executions WHERE callback_id = ANY(:ids)"
-        ),
-        {"ids": callback_ids},
-    ).all()
-    return {row.callback_id: (row.queue_id, row.state, float(row.remaining)) for row in rows}
+    cur.execute(
+        "SELECT callback_id, queue_id, state,"
+        " EXTRACT(EPOCH FROM hold_expires_at - now()) AS remaining"
+        " FROM action_executions WHERE callback_id = ANY(%s)",
+        (callback_ids,),
+    )
+    return {cid: (queue_id, state, float(remaining)) for cid, queue_id, state, remaining in cur}

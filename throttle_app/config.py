@@ -59,12 +59,18 @@ class Settings:
     dashboard_username: str = "admin"
     dashboard_password: str | None = field(default=None, repr=False)
     port: int = 8000
+    # Web server (gunicorn.conf.py)
+    web_workers: int = 2
+    web_connections: int = 500
+    web_timeout_seconds: int = 30
+    web_graceful_timeout_seconds: int = 20
+    bench_endpoints: bool = False
     # Intake
     hold_duration: timedelta = timedelta(weeks=4)
     max_body_bytes: int = 64 * 1024
     admission_deadline_seconds: float = 5.0
     admission_batch_max: int = 500
-    admission_writers: int = 2
+    admission_writers: int = 1
     retry_after_seconds: int = 10
     # PostgreSQL
     db_pool_size: int = 10
@@ -128,6 +134,17 @@ class Settings:
             dashboard_username=env.get("THROTTLE_DASHBOARD_USERNAME") or "admin",
             dashboard_password=env.get("THROTTLE_DASHBOARD_PASSWORD") or None,
             port=reader.integer("PORT", cls.port, low=1, high=65535),
+            web_workers=reader.integer("THROTTLE_WEB_WORKERS", cls.web_workers, low=1, high=64),
+            web_connections=reader.integer(
+                "THROTTLE_WEB_CONNECTIONS", cls.web_connections, low=1, high=10_000
+            ),
+            web_timeout_seconds=reader.integer(
+                "THROTTLE_WEB_TIMEOUT_SECONDS", cls.web_timeout_seconds, low=1
+            ),
+            web_graceful_timeout_seconds=reader.integer(
+                "THROTTLE_WEB_GRACEFUL_TIMEOUT_SECONDS", cls.web_graceful_timeout_seconds, low=1
+            ),
+            bench_endpoints=reader.boolean("THROTTLE_BENCH_ENDPOINTS", cls.bench_endpoints),
             hold_duration=reader.duration("THROTTLE_HOLD_DURATION", "P4W"),
             max_body_bytes=reader.integer("THROTTLE_MAX_BODY_BYTES", cls.max_body_bytes, low=1024),
             admission_deadline_seconds=reader.number(

@@ -10,8 +10,8 @@ commit cost (the fsync) is shared by the whole batch.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -53,7 +53,9 @@ class GroupCommitter(Generic[T, R]):
         self._writers = writers
         self._max_batch = max_batch
         self._name = name
-        self._queue: queue.Queue[_Slot[T, R] | None] = queue.Queue()
+        # deque append/popleft are atomic; one Event wakes the writers (cheap under gevent).
+        self._pending: deque[_Slot[T, R]] = deque()
+        self._wakeup = threading.Event()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._closed = False
@@ -64,7 +66,8 @@ class GroupCommitter(Generic[T, R]):
             raise RuntimeError(f"{self._name} is closed")
         self._ensure_writers()
         slot: _Slot[T, R] = _Slot(item)
-        self._queue.put(slot)
+        self._pending.append(slot)
+        self._wakeup.set()
         if not slot.done.wait(timeout):
             raise CommitTimeout(f"{self._name}: no commit within {timeout:.1f}s")
         if slot.error is not None:
@@ -74,8 +77,7 @@ class GroupCommitter(Generic[T, R]):
     def close(self) -> None:
         """Stop the writers once the items already queued are written."""
         self._closed = True
-        for _ in self._threads:
-            self._queue.put(None)
+        self._wakeup.set()
         for thread in self._threads:
             thread.join(timeout=5)
         self._threads.clear()
@@ -95,20 +97,19 @@ class GroupCommitter(Generic[T, R]):
                 self._threads.append(thread)
 
     def _take_batch(self) -> list[_Slot[T, R]] | None:
-        first = self._queue.get()
-        if first is None:
-            return None
-        batch = [first]
-        while len(batch) < self._max_batch:
+        """Wait for items; return up to max_batch of them, or None once closed and drained."""
+        while not self._pending:
+            if self._closed:
+                return None
+            self._wakeup.wait(1.0)
+            self._wakeup.clear()
+        batch = []
+        while self._pending and len(batch) < self._max_batch:
             try:
-                slot = self._queue.get_nowait()
-            except queue.Empty:
+                batch.append(self._pending.popleft())
+            except IndexError:  # another writer took the last one
                 break
-            if slot is None:
-                self._queue.put(None)  # leave the stop signal for this writer's next round
-                break
-            batch.append(slot)
-        return batch
+        return batch or self._take_batch()
 
     def _run(self) -> None:
         while True:

@@ -91,16 +91,12 @@ class ActionExecution(db.Model):
             "id",
             postgresql_where=text("state = 'pending'"),
         ),
-        # Expired leases and holds, found by the cleaner without scanning terminal rows.
+        # Expired leases, found by the cleaner without scanning terminal rows. (Expired holds are
+        # found per queue through the pending index: within a queue, older rows expire first.)
         Index(
             "ix_action_executions_lease",
             "lease_expires_at",
             postgresql_where=text("state = 'claimed'"),
-        ),
-        Index(
-            "ix_action_executions_hold",
-            "hold_expires_at",
-            postgresql_where=text("state IN ('pending', 'claimed')"),
         ),
         Index(
             "ix_action_executions_finished",

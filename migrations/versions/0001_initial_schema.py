@@ -103,7 +103,6 @@ def upgrade():
     )
     with op.batch_alter_table('action_executions', schema=None) as batch_op:
         batch_op.create_index('ix_action_executions_finished', ['finished_at'], unique=False, postgresql_where=sa.text('finished_at IS NOT NULL'))
-        batch_op.create_index('ix_action_executions_hold', ['hold_expires_at'], unique=False, postgresql_where=sa.text("state IN ('pending', 'claimed')"))
         batch_op.create_index('ix_action_executions_lease', ['lease_expires_at'], unique=False, postgresql_where=sa.text("state = 'claimed'"))
         batch_op.create_index('ix_action_executions_queue_pending', ['queue_id', 'id'], unique=False, postgresql_where=sa.text("state = 'pending'"))
 
@@ -115,7 +114,6 @@ def downgrade():
     with op.batch_alter_table('action_executions', schema=None) as batch_op:
         batch_op.drop_index('ix_action_executions_queue_pending', postgresql_where=sa.text("state = 'pending'"))
         batch_op.drop_index('ix_action_executions_lease', postgresql_where=sa.text("state = 'claimed'"))
-        batch_op.drop_index('ix_action_executions_hold', postgresql_where=sa.text("state IN ('pending', 'claimed')"))
         batch_op.drop_index('ix_action_executions_finished', postgresql_where=sa.text('finished_at IS NOT NULL'))
 
     op.drop_table('action_executions')

@@ -13,9 +13,13 @@ from throttle_app.views.errors import json_error
 log = logging.getLogger(__name__)
 
 
-def register_views(app: Flask) -> None:
+def register_views(app: Flask, bench_endpoints: bool = False) -> None:
     for module in (hubspot, config_api, health):
         app.register_blueprint(module.bp)
+    if bench_endpoints:
+        from throttle_app.views import bench
+
+        app.register_blueprint(bench.bp)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):

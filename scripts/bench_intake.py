@@ -1,0 +1,230 @@
+"""Benchmark the durable intake against its ceiling on one gunicorn -k gevent server.
+
+Starts the web role (scripts/entrypoint.sh web) on a fresh benchmark database with the bench
+endpoint enabled, then loads it with wrk twice in the same run:
+  1. the ceiling: POST /api/bench/ceiling (read body, hash it, parse JSON, answer; no database);
+  2. the intake: POST /api/hubspot/action with unique, pre-signed execution requests
+     (each is verified, validated and committed to PostgreSQL before its answer).
+Prints requests/s, p50 and p99 latency for both and the durable/ceiling ratio.
+
+    python scripts/bench_intake.py [--seconds 10] [--connections 50] [--threads 2]
+
+Needs wrk (apt-get install wrk), PostgreSQL and Redis (scripts/services.sh starts them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psycopg2
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from throttle_app.hubspot.signatures import v2_signature  # noqa: E402
+
+SECRET = "bench-client-secret"
+BENCH_DB = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench"
+)
+
+WRK_SCRIPT = r"""
+-- Each wrk thread walks its own slice of the pre-signed requests, so every request is unique.
+local requests_file = os.getenv("BENCH_REQUESTS")
+local path = os.getenv("BENCH_PATH")
+local lines = {}
+for line in io.lines(requests_file) do lines[#lines + 1] = line end
+local counter = 1
+local threads = {}
+function setup(thread)
+  thread:set("id", counter)
+  counter = counter + 1
+  table.insert(threads, thread)
+end
+function init(args)
+  index = id
+  step = tonumber(os.getenv("BENCH_THREADS"))
+end
+function request()
+  local line = lines[index]
+  index = index + step
+  if index > #lines then index = id end
+  local tab = line:find("\t")
+  local sig, body = line:sub(1, tab - 1), line:sub(tab + 1)
+  return wrk.format("POST", path, {
+    ["Content-Type"] = "application/json",
+    ["X-HubSpot-Signature"] = sig,
+    ["X-HubSpot-Signature-Version"] = "v2",
+  }, body)
+end
+function done(summary, latency, requests)
+  local errors = summary.errors.status + summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout
+  io.write(string.format(
+    'RESULT {"requests": %d, "seconds": %.3f, "p50_ms": %.2f, "p99_ms": %.2f, "errors": %d}\n',
+    summary.requests, summary.duration / 1e6, latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, errors))
+end
+"""
+
+
+def reset_database() -> None:
+    name = BENCH_DB.rsplit("/", 1)[1]
+    admin = psycopg2.connect(BENCH_DB.rsplit("/", 1)[0] + "/postgres")
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        cur.execute(f'CREATE DATABASE "{name}"')
+    admin.close()
+
+
+def server_env(port: int) -> dict[str, str]:
+    import base64
+
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+        "DATABASE_URL": BENCH_DB,
+        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        "HUBSPOT_CLIENT_ID": "bench",
+        "HUBSPOT_CLIENT_SECRET": SECRET,
+        "SECRET_KEY": "bench-secret-key",
+        "TOKEN_ENCRYPTION_KEY": base64.b64encode(b"b" * 32).decode(),
+        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+        "PORT": str(port),
+        "THROTTLE_BENCH_ENDPOINTS": "true",
+        "THROTTLE_LOG_LEVEL": "WARNING",
+    }
+
+
+def write_requests(path: Path, count: int, url: str) -> None:
+    with path.open("w") as out:
+        for n in range(count):
+            body = json.dumps(
+                {
+                    "callbackId": f"bench-{n}-{time.time_ns()}",
+                    "origin": {"portalId": 50467010 + n % 3},
+                    "context": {"workflowId": 1791092093, "actionId": 1 + n % 5},
+                    "object": {"objectId": n, "objectType": "CONTACT"},
+                    "inputFields": {"maxThroughPut": "50", "time": "1", "period": "hours"},
+                },
+                separators=(",", ":"),
+            )
+            out.write(f"{v2_signature(SECRET, 'POST', url, body.encode())}\t{body}\n")
+
+
+def run_wrk(base: str, path: str, requests_file: Path, args: argparse.Namespace) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT)
+    env = {
+        **os.environ,
+        "BENCH_REQUESTS": str(requests_file),
+        "BENCH_PATH": path,
+        "BENCH_THREADS": str(args.threads),
+    }
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(args.threads),
+            "-c",
+            str(args.connections),
+            "-d",
+            f"{args.seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            script.name,
+            base,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    os.unlink(script.name)
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    figures = json.loads(line[len("RESULT ") :])
+    figures["rps"] = figures["requests"] / figures["seconds"]
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--requests", type=int, default=80_000, help="unique signed requests")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+
+    reset_database()
+    env = server_env(args.port)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
+    base = f"http://127.0.0.1:{args.port}"
+    server = subprocess.Popen(
+        ["bash", "scripts/entrypoint.sh", "web"],
+        env=env,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):
+            try:
+                if requests.get(f"{base}/api/health", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.2)
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "requests.tsv"
+            write_requests(file, args.requests, f"{base}/api/hubspot/action")
+            run_wrk(
+                base, "/api/bench/ceiling", file, argparse.Namespace(**{**vars(args), "seconds": 2})
+            )
+            ceiling = run_wrk(base, "/api/bench/ceiling", file, args)
+            durable = run_wrk(base, "/api/hubspot/action", file, args)
+        stored = psycopg2.connect(BENCH_DB)
+        with stored, stored.cursor() as cur:
+            cur.execute("SELECT count(*) FROM action_executions")
+            rows = cur.fetchone()[0]
+        stored.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    print(
+        f"gunicorn -k gevent, 2 workers; wrk -t{args.threads} -c{args.connections} "
+        f"-d{args.seconds}s; {os.cpu_count()} cores"
+    )
+    for name, figures in (("ceiling (no database)", ceiling), ("durable intake", durable)):
+        print(
+            f"{name:24s} {figures['rps']:8.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
+            f"p99 {figures['p99_ms']:6.2f} ms   errors {figures['errors']}"
+        )
+    print(f"rows committed during the intake run: {rows} (answers: {durable['requests']})")
+    print(f"durable / ceiling = {durable['rps'] / ceiling['rps']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Start the project's real processes (through scripts/entrypoint.sh) for end-to-end tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def process_env(env: dict[str, str]) -> dict[str, str]:
+    """The environment for a child process: the test settings plus this interpreter's venv."""
+    bin_dir = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        **env,
+        "PATH": f"{bin_dir}:{os.environ.get('PATH', '')}",
+        "PYTHONPATH": str(ROOT),
+    }
+
+
+def start_role(role: str, env: dict[str, str], *args: str, log_path: Path | None = None):
+    """Run `scripts/entrypoint.sh ROLE ARGS` in its own process group."""
+    out = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        ["bash", str(ROOT / "scripts" / "entrypoint.sh"), role, *args],
+        env=process_env(env),
+        cwd=ROOT,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def wait_for_http(url: str, timeout: float = 30.0, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before {url} answered")
+        try:
+            if requests.get(url, timeout=1).status_code < 500:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s")
+
+
+def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: float = 20) -> None:
+    """Send `sig` to the process and all its children (its process group), then reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(5)

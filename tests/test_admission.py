@@ -1,0 +1,183 @@
+"""Durable, idempotent admission: stored before the answer, one row per callbackId."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import psycopg2
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import TEST_DATABASE_URL
+from tests.hubspot_requests import execution_payload, post_execution
+from throttle_app.extensions import db
+
+
+def rows(app, sql: str = "SELECT callback_id, state FROM action_executions ORDER BY id"):
+    with app.app_context():
+        return db.session.execute(text(sql)).all()
+
+
+def set_state(app, callback_id: str, state: str, hold_sql: str = "hold_expires_at") -> None:
+    with app.app_context():
+        db.session.execute(
+            text(
+                f"UPDATE action_executions SET state = :s, hold_expires_at = {hold_sql}"
+                " WHERE callback_id = :c"
+            ),
+            {"s": state, "c": callback_id},
+        )
+        db.session.commit()
+
+
+def test_first_delivery_blocks_with_the_configured_hold(app, client):
+    response = post_execution(client, execution_payload(callback_id="cb-1"))
+    assert response.status_code == 200
+    assert response.json == {
+        "outputFields": {"hs_execution_state": "BLOCK", "hs_expiration_duration": "P4W"}
+    }
+    assert rows(app) == [("cb-1", "pending")]
+
+
+def test_stored_row_carries_queue_identity_rate_and_hold(app, client):
+    payload = execution_payload(
+        callback_id="cb-1", max_throughput="7", time_value="2", period="minutes"
+    )
+    post_execution(client, payload)
+    row = rows(
+        app,
+        "SELECT e.portal_id, e.workflow_id, e.action_id, e.max_throughput,"
+        " e.period_seconds, q.queue_key, q.max_throughput AS qmax,"
+        " round(extract(epoch FROM e.hold_expires_at - e.created_at)) AS hold"
+        " FROM action_executions e JOIN throttle_queues q ON q.id = e.queue_id",
+    )[0]
+    assert (row.portal_id, row.workflow_id, row.action_id) == (50467010, 1791092093, "1")
+    assert (row.max_throughput, row.period_seconds, row.qmax) == (7, 120, 7)
+    assert row.queue_key == "50467010:1791092093:1"
+    assert row.hold == 28 * 86400
+
+
+def test_hold_duration_is_a_setting(make_app):
+    from datetime import timedelta
+
+    client = make_app(hold_duration=timedelta(days=7)).test_client()
+    response = post_execution(client, execution_payload())
+    assert response.json["outputFields"]["hs_expiration_duration"] == "P1W"
+
+
+def test_replay_answers_remaining_hold_and_keeps_one_row(app, client):
+    payload = execution_payload(callback_id="cb-1")
+    post_execution(client, payload)
+    set_state(app, "cb-1", "pending", "now() + interval '3 days 4 hours'")
+    replay = post_execution(client, payload)
+    assert replay.status_code == 200
+    fields = replay.json["outputFields"]
+    assert fields["hs_execution_state"] == "BLOCK"
+    assert fields["hs_expiration_duration"] in ("P3DT4H", "P3DT3H59M59S")
+    assert len(rows(app)) == 1
+
+
+@pytest.mark.parametrize(
+    ("state", "answer"),
+    [("completed", "SUCCESS"), ("failed", "FAIL_CONTINUE"), ("expired", "FAIL_CONTINUE")],
+)
+def test_replay_answers_from_the_stored_state(app, client, state, answer):
+    payload = execution_payload(callback_id="cb-1")
+    post_execution(client, payload)
+    set_state(app, "cb-1", state)
+    replay = post_execution(client, payload)
+    assert replay.status_code == 200
+    assert replay.json == {"outputFields": {"hs_execution_state": answer}}
+    assert rows(app) == [("cb-1", state)]
+
+
+def test_replay_after_the_hold_ran_out_is_fail_continue(app, client):
+    payload = execution_payload(callback_id="cb-1")
+    post_execution(client, payload)
+    set_state(app, "cb-1", "pending", "now() - interval '1 second'")
+    assert post_execution(client, payload).json["outputFields"] == {
+        "hs_execution_state": "FAIL_CONTINUE"
+    }
+
+
+def test_same_callback_id_for_another_queue_is_a_409(app, client):
+    post_execution(client, execution_payload(callback_id="cb-1", workflow_id=1))
+    response = post_execution(client, execution_payload(callback_id="cb-1", workflow_id=2))
+    assert response.status_code == 409
+    assert response.json["field"] == "callbackId"
+    assert len(rows(app)) == 1
+
+
+def test_concurrent_deliveries_share_commits_and_keep_one_row_each(app, client):
+    """64 threads, 200 requests, 50 of them replays: 150 rows, every answer a 200."""
+    ids = [f"cb-{n}" for n in range(150)] + [f"cb-{n}" for n in range(50)]
+
+    def send(callback_id: str) -> int:
+        return post_execution(
+            app.test_client(), execution_payload(callback_id=callback_id)
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=64) as pool:
+        statuses = list(pool.map(send, ids))
+    assert statuses == [200] * len(ids)
+    assert rows(app, "SELECT count(*), count(DISTINCT callback_id) FROM action_executions")[0] == (
+        150,
+        150,
+    )
+    assert rows(app, "SELECT count(*) FROM throttle_queues")[0][0] == 1
+
+
+def test_database_down_answers_503_with_retry_after(make_app):
+    app = make_app(
+        database_url="postgresql+psycopg2://postgres@127.0.0.1:1/throttle_test",
+        db_connect_timeout_seconds=1,
+    )
+    response = post_execution(app.test_client(), execution_payload())
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    assert response.is_json
+
+
+def test_database_slower_than_the_deadline_answers_503(make_app):
+    app = make_app(admission_deadline_seconds=0.5)
+    client = app.test_client()
+    post_execution(client, execution_payload(callback_id="warm-up"))
+    locker = psycopg2.connect(TEST_DATABASE_URL)
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE action_executions IN ACCESS EXCLUSIVE MODE")
+            response = post_execution(client, execution_payload(callback_id="slow"))
+        assert response.status_code == 503
+        assert "Retry-After" in response.headers
+    finally:
+        locker.rollback()
+        locker.close()
+    # HubSpot retries; the retry finds the row (committed once the lock went) or stores it.
+    retry = post_execution(client, execution_payload(callback_id="slow"))
+    assert retry.status_code == 200
+    assert rows(app, "SELECT count(*) FROM action_executions WHERE callback_id = 'slow'")[0][0] == 1
+
+
+def test_nothing_is_answered_before_the_commit(app, client):
+    """Block the commit and check that the request is still waiting, not answered."""
+    locker = psycopg2.connect(TEST_DATABASE_URL)
+    answered = threading.Event()
+    result: dict = {}
+
+    def send():
+        result["response"] = post_execution(app.test_client(), execution_payload(callback_id="c"))
+        answered.set()
+
+    try:
+        with locker.cursor() as cur:
+            cur.execute("LOCK TABLE action_executions IN ACCESS EXCLUSIVE MODE")
+            thread = threading.Thread(target=send)
+            thread.start()
+            assert not answered.wait(1.0)
+        locker.commit()
+        thread.join(10)
+    finally:
+        locker.close()
+    assert result["response"].status_code == 200
+    assert rows(app) == [("c", "pending")]

@@ -1,0 +1,58 @@
+"""/api/live and /api/health against real services, and what each failure looks like."""
+
+from __future__ import annotations
+
+import psycopg2
+
+from tests.conftest import TEST_DATABASE_URL
+
+
+def test_live_answers_without_dependencies(make_app):
+    app = make_app(
+        database_url="postgresql+psycopg2://postgres@127.0.0.1:1/x",
+        redis_url="redis://127.0.0.1:1/0",
+    )
+    assert app.test_client().get("/api/live").json == {"status": "ok"}
+
+
+def test_health_is_ok_when_everything_is_ready(client):
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json["checks"] == {"database": True, "schema": True, "redis": True}
+
+
+def test_health_fails_when_redis_is_down(make_app):
+    client = make_app(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.5).test_client()
+    response = client.get("/api/health")
+    assert response.status_code == 503
+    assert response.json["checks"]["redis"] is False
+    assert "redis" in response.json["error"]
+
+
+def test_health_fails_when_the_database_is_down(make_app):
+    app = make_app(
+        database_url="postgresql+psycopg2://postgres@127.0.0.1:1/throttle_test",
+        db_connect_timeout_seconds=1,
+    )
+    response = app.test_client().get("/api/health")
+    assert response.status_code == 503
+    assert response.json["checks"]["database"] is False
+
+
+def test_health_fails_when_the_schema_is_behind(client):
+    conn = psycopg2.connect(TEST_DATABASE_URL)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT version_num FROM alembic_version")
+            (head,) = cur.fetchone()
+            cur.execute("UPDATE alembic_version SET version_num = 'older'")
+            try:
+                response = client.get("/api/health")
+            finally:
+                cur.execute("UPDATE alembic_version SET version_num = %s", (head,))
+    finally:
+        conn.close()
+    assert response.status_code == 503
+    assert response.json["checks"] == {"database": True, "schema": False, "redis": True}
+    assert "flask db upgrade" in response.json["error"]

@@ -1,0 +1,56 @@
+"""The Flask app factory: settings, extensions, views and CLI wired together."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from throttle_app.config import Settings
+from throttle_app.extensions import db, init_redis, migrate
+from throttle_app.logging_setup import configure_logging
+from throttle_app.readiness import MIGRATIONS_DIR
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the web app. Reads every setting first; opens no connection."""
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
+    app = Flask(__name__)
+    app.config.update(
+        THROTTLE_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
+        JSON_SORT_KEYS=False,
+    )
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
+    init_redis(app, settings.redis_url, settings.redis_timeout_seconds)
+    if settings.proxy_fix_hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.proxy_fix_hops
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    from throttle_app.cli import register_cli
+    from throttle_app.views import register_views
+
+    register_views(app, bench_endpoints=settings.bench_endpoints)
+    register_cli(app)
+    return app
+
+
+def engine_options(settings: Settings) -> dict:
+    """Pool sized for the greenlets that reach the database, with timeouts on every wait."""
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout_seconds,
+        "pool_pre_ping": True,
+        "pool_recycle": 1800,
+        "connect_args": {
+            "connect_timeout": settings.db_connect_timeout_seconds,
+            "application_name": "throttle",
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+        },
+    }
