@@ -78,6 +78,13 @@ class Settings:
     db_pool_timeout_seconds: float = 5.0
     db_statement_timeout_ms: int = 10_000
     db_connect_timeout_seconds: int = 5
+    # HubSpot HTTP and OAuth
+    http_connect_timeout_seconds: float = 3.0
+    http_read_timeout_seconds: float = 10.0
+    token_refresh_margin_seconds: int = 300
+    token_lock_timeout_ms: int = 5000
+    token_call_retries: int = 2
+    oauth_state_ttl_seconds: int = 600
     # Redis, health, logs
     redis_timeout_seconds: float = 2.0
     health_timeout_seconds: float = 2.0
@@ -169,6 +176,24 @@ class Settings:
             ),
             db_connect_timeout_seconds=reader.integer(
                 "THROTTLE_DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds, low=1
+            ),
+            http_connect_timeout_seconds=reader.number(
+                "THROTTLE_HTTP_CONNECT_TIMEOUT_SECONDS", cls.http_connect_timeout_seconds
+            ),
+            http_read_timeout_seconds=reader.number(
+                "THROTTLE_HTTP_READ_TIMEOUT_SECONDS", cls.http_read_timeout_seconds
+            ),
+            token_refresh_margin_seconds=reader.integer(
+                "THROTTLE_TOKEN_REFRESH_MARGIN_SECONDS", cls.token_refresh_margin_seconds, low=0
+            ),
+            token_lock_timeout_ms=reader.integer(
+                "THROTTLE_TOKEN_LOCK_TIMEOUT_MS", cls.token_lock_timeout_ms, low=100
+            ),
+            token_call_retries=reader.integer(
+                "THROTTLE_TOKEN_CALL_RETRIES", cls.token_call_retries, low=0, high=10
+            ),
+            oauth_state_ttl_seconds=reader.integer(
+                "THROTTLE_OAUTH_STATE_TTL_SECONDS", cls.oauth_state_ttl_seconds, low=30
             ),
             redis_timeout_seconds=reader.number(
                 "THROTTLE_REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds
