@@ -85,6 +85,23 @@ class Settings:
     token_lock_timeout_ms: int = 5000
     token_call_retries: int = 2
     oauth_state_ttl_seconds: int = 600
+    # Release engine
+    bucket_capacity: int = 10
+    bucket_refill_per_second: float = 9.5
+    max_inline_wait_seconds: float = 2.0
+    lease_seconds: int = 120
+    release_lead_ms: int = 150
+    release_batch_size: int = 100
+    release_job_seconds: float = 20.0
+    max_attempts: int = 20
+    retry_base_seconds: float = 2.0
+    retry_max_seconds: float = 300.0
+    retry_after_default_seconds: float = 10.0
+    retry_after_max_seconds: float = 300.0
+    cleaner_interval_seconds: int = 60
+    retention_days: int = 35
+    purge_batch_size: int = 5000
+    job_timeout_seconds: int = 600
     # Redis, health, logs
     redis_timeout_seconds: float = 2.0
     health_timeout_seconds: float = 2.0
@@ -194,6 +211,42 @@ class Settings:
             ),
             oauth_state_ttl_seconds=reader.integer(
                 "THROTTLE_OAUTH_STATE_TTL_SECONDS", cls.oauth_state_ttl_seconds, low=30
+            ),
+            bucket_capacity=reader.integer("THROTTLE_BUCKET_CAPACITY", cls.bucket_capacity, low=1),
+            bucket_refill_per_second=reader.number(
+                "THROTTLE_BUCKET_REFILL_PER_SECOND", cls.bucket_refill_per_second
+            ),
+            max_inline_wait_seconds=reader.number(
+                "THROTTLE_MAX_INLINE_WAIT_SECONDS", cls.max_inline_wait_seconds
+            ),
+            lease_seconds=reader.integer("THROTTLE_LEASE_SECONDS", cls.lease_seconds, low=5),
+            release_lead_ms=reader.integer(
+                "THROTTLE_RELEASE_LEAD_MS", cls.release_lead_ms, low=0, high=5000
+            ),
+            release_batch_size=reader.integer(
+                "THROTTLE_RELEASE_BATCH_SIZE", cls.release_batch_size, low=1, high=100
+            ),
+            release_job_seconds=reader.number(
+                "THROTTLE_RELEASE_JOB_SECONDS", cls.release_job_seconds
+            ),
+            max_attempts=reader.integer("THROTTLE_MAX_ATTEMPTS", cls.max_attempts, low=1),
+            retry_base_seconds=reader.number("THROTTLE_RETRY_BASE_SECONDS", cls.retry_base_seconds),
+            retry_max_seconds=reader.number("THROTTLE_RETRY_MAX_SECONDS", cls.retry_max_seconds),
+            retry_after_default_seconds=reader.number(
+                "THROTTLE_RETRY_AFTER_DEFAULT_SECONDS", cls.retry_after_default_seconds
+            ),
+            retry_after_max_seconds=reader.number(
+                "THROTTLE_RETRY_AFTER_MAX_SECONDS", cls.retry_after_max_seconds
+            ),
+            cleaner_interval_seconds=reader.integer(
+                "THROTTLE_CLEANER_INTERVAL_SECONDS", cls.cleaner_interval_seconds, low=1
+            ),
+            retention_days=reader.integer("THROTTLE_RETENTION_DAYS", cls.retention_days, low=1),
+            purge_batch_size=reader.integer(
+                "THROTTLE_PURGE_BATCH_SIZE", cls.purge_batch_size, low=1
+            ),
+            job_timeout_seconds=reader.integer(
+                "THROTTLE_JOB_TIMEOUT_SECONDS", cls.job_timeout_seconds, low=10
             ),
             redis_timeout_seconds=reader.number(
                 "THROTTLE_REDIS_TIMEOUT_SECONDS", cls.redis_timeout_seconds

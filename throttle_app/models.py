@@ -69,6 +69,7 @@ class ThrottleQueue(db.Model):
     # than the last send + the period (see releasing.py). NULL = idle: first executions go at once.
     window_budget: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     window_period_seconds: Mapped[int | None] = mapped_column(Integer)
+    window_opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
@@ -91,10 +92,12 @@ class ActionExecution(db.Model):
             "id",
             postgresql_where=text("state = 'pending'"),
         ),
-        # Expired leases, found by the cleaner without scanning terminal rows. (Expired holds are
-        # found per queue through the pending index: within a queue, older rows expire first.)
+        # Claimed rows per queue and their leases (few at any time): the next window may open only
+        # after every lease of the current one has ended. (Expired holds are found per queue
+        # through the pending index: within a queue, older rows expire first.)
         Index(
-            "ix_action_executions_lease",
+            "ix_action_executions_claimed",
+            "queue_id",
             "lease_expires_at",
             postgresql_where=text("state = 'claimed'"),
         ),
@@ -119,6 +122,9 @@ class ActionExecution(db.Model):
     max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
     period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
     state: Mapped[str] = mapped_column(String(16), nullable=False, server_default=PENDING)
+    # What the release completes the callback with: SUCCESS, or FAIL_CONTINUE once the attempt
+    # limit is reached while HubSpot's hold is still live.
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False, server_default="SUCCESS")
     hold_expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
     attempts: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     last_failure_reason: Mapped[str | None] = mapped_column(Text)

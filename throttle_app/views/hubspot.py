@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Blueprint, current_app, jsonify, request
 
 from throttle_app.admission import Admission, AdmissionUnavailable
 from throttle_app.execution_request import parse_execution_request
-from throttle_app.extensions import current_settings, db
+from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.signatures import SignatureError, verify_request
 from throttle_app.rates import FieldError
 from throttle_app.views.errors import json_error
 
 bp = Blueprint("hubspot", __name__)
+log = logging.getLogger(__name__)
 
 
 @bp.post("/api/hubspot/action")
@@ -63,6 +66,22 @@ def admission() -> Admission:
             deadline_seconds=settings.admission_deadline_seconds,
             writers=settings.admission_writers,
             max_batch=settings.admission_batch_max,
+            after_commit=_waker(),
         )
         service = current_app.extensions.setdefault("throttle_admission", service)
     return service
+
+
+def _waker():
+    """After a batch commits: wake its queues' release jobs (best effort: the cleaner repairs)."""
+    from throttle_app.release_schedule import ReleaseSchedule
+
+    schedule = ReleaseSchedule(redis_client(), job_timeout=current_settings().job_timeout_seconds)
+
+    def wake(queue_ids: list[int]) -> None:
+        try:
+            schedule.wake_unscheduled(queue_ids)
+        except Exception as exc:  # Redis trouble must never turn a stored execution into a 503
+            log.warning("could not wake queues %s: %s", queue_ids, exc)
+
+    return wake

@@ -1,0 +1,153 @@
+"""Shared pieces of the OAuth tests: the fake HubSpot, wired apps, the browser flow, raw rows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
+
+import psycopg2
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy.engine import make_url
+
+from fake_hubspot import FakeHubSpot
+from tests.conftest import TEST_CLIENT_SECRET, TEST_DATABASE_URL
+from throttle_app import oauth_tokens
+from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
+
+CLIENT_ID = "test-client-id"
+PORTAL = 50467010
+
+
+def running_fake(**settings: object) -> Iterator[FakeHubSpot]:
+    """A started fake HubSpot that knows the tests' client id and secret."""
+    with FakeHubSpot(client_id=CLIENT_ID, client_secret=TEST_CLIENT_SECRET, **settings) as hub:
+        yield hub
+
+
+def wire(app: Flask) -> Flask:
+    """Register the OAuth blueprint and commands unless create_app already does."""
+    from throttle_app.oauth_cli import register_oauth_cli
+    from throttle_app.views import oauth
+
+    if "oauth" not in app.blueprints:
+        app.register_blueprint(oauth.bp)
+    if "tokens" not in app.cli.commands:
+        register_oauth_cli(app)
+    return app
+
+
+def app_builder(make_app: Callable[..., Flask], fake: FakeHubSpot) -> Callable[..., Flask]:
+    """Build wired apps that talk to ``fake``."""
+
+    def build(**overrides: object) -> Flask:
+        settings = {"hubspot_api_base": fake.base_url, "hubspot_app_base": fake.base_url}
+        return wire(make_app(**(settings | overrides)))
+
+    return build
+
+
+def start_install(client: FlaskClient) -> str:
+    """GET /api/oauth/authorize; the consent-page URL it redirects to."""
+    response = client.get("/api/oauth/authorize")
+    assert response.status_code == 302, response.data
+    return response.headers["Location"]
+
+
+def consent(consent_url: str, portal_id: int = PORTAL, deny: bool = False) -> str:
+    """Play the admin on HubSpot's consent page; the callback URL HubSpot redirects back to."""
+    extra = f"&portal_id={portal_id}" + ("&deny=1" if deny else "")
+    answer = requests.get(consent_url + extra, allow_redirects=False, timeout=5)
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def local(url: str) -> str:
+    """The path and query of a URL, for the Flask test client."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def query_param(url: str, name: str) -> str:
+    return parse_qs(urlsplit(url).query)[name][0]
+
+
+def install(client: FlaskClient, portal_id: int = PORTAL, **headers: str):
+    """The whole browser flow: authorize, consent, callback. Returns the callback response."""
+    callback_url = consent(start_install(client), portal_id)
+    return client.get(local(callback_url), headers=headers)
+
+
+def seed_portal(
+    app: Flask, fake: FakeHubSpot, portal_id: int = PORTAL, expires_in: timedelta | None = None
+) -> TokenGrant:
+    """Install the app in a portal without the browser; optionally move its expiry."""
+    answer = fake.issue_tokens(portal_id)
+    grant = TokenGrant(
+        access_token=answer["access_token"],
+        refresh_token=answer["refresh_token"],
+        expires_in=answer["expires_in"],
+        issued_at=datetime.now(UTC),
+        hub_id=portal_id,
+    )
+    info = TokenInfo(portal_id, f"portal-{portal_id}.example.com", "admin@example.com", (), 1, None)
+    with app.app_context():
+        oauth_tokens.store_install(grant, info)
+    if expires_in is not None:
+        set_expiry(portal_id, expires_in)
+    return grant
+
+
+def _connect():
+    url = make_url(TEST_DATABASE_URL)
+    return psycopg2.connect(
+        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
+    )
+
+
+def sql(statement: str, *params: object) -> list[tuple]:
+    """Run one statement on its own connection and commit; the rows it returns, if any."""
+    conn = _connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(statement, params)
+            return cur.fetchall() if cur.description else []
+    finally:
+        conn.close()
+
+
+def set_expiry(portal_id: int, remaining: timedelta) -> None:
+    """Make the stored access token expire ``remaining`` from now (negative: already expired)."""
+    sql(
+        "UPDATE oauth_tokens SET expires_at = now() + %s WHERE portal_id = %s",
+        remaining,
+        portal_id,
+    )
+
+
+def raw_row(portal_id: int) -> dict[str, object]:
+    """Every column of the portal's row, exactly as stored."""
+    conn = _connect()
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT * FROM oauth_tokens WHERE portal_id = %s", (portal_id,))
+            names = [column.name for column in cur.description]
+            row = cur.fetchone()
+    finally:
+        conn.close()
+    assert row is not None, f"no oauth_tokens row for portal {portal_id}"
+    return dict(zip(names, row, strict=True))
+
+
+def hold_row_lock(portal_id: int):
+    """A connection holding the portal row's lock (FOR UPDATE) until it is rolled back."""
+    conn = _connect()
+    cur = conn.cursor()
+    cur.execute("SELECT 1 FROM oauth_tokens WHERE portal_id = %s FOR UPDATE", (portal_id,))
+    return conn
+
+
+def refresh_calls(fake: FakeHubSpot) -> int:
+    return fake.stats()["token_calls"].get("refresh_token", 0)

@@ -1,0 +1,86 @@
+"""Helpers for release-engine tests: a portal installed against the fake HubSpot, executions
+admitted through the real endpoint, and the fake's completions read back."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Flask
+from sqlalchemy import text
+
+from fake_hubspot import FakeHubSpot
+from tests.hubspot_requests import execution_payload, post_execution
+from throttle_app import oauth_tokens
+from throttle_app.extensions import db
+from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
+
+PORTAL = 50467010
+
+
+def install_portal(app: Flask, fake: FakeHubSpot, portal_id: int = PORTAL) -> str:
+    """Issue tokens at the fake and store them as an install would; return the access token."""
+    issued = fake.issue_tokens(portal_id)
+    grant = TokenGrant(
+        access_token=issued["access_token"],
+        refresh_token=issued["refresh_token"],
+        expires_in=int(issued["expires_in"]),
+        issued_at=datetime.now(UTC),
+        hub_id=portal_id,
+    )
+    info = TokenInfo(
+        hub_id=portal_id,
+        hub_domain=f"portal-{portal_id}.example.com",
+        user="admin@example.com",
+        scopes=("automation", "oauth"),
+        app_id=4242424,
+        client_id=fake.client_id,
+    )
+    with app.app_context():
+        oauth_tokens.store_install(grant, info)
+    return issued["access_token"]
+
+
+def admit(
+    app: Flask,
+    count: int,
+    prefix: str = "cb",
+    portal_id: int = PORTAL,
+    workflow_id: int = 1,
+    rate: tuple[str, str, str] = ("5", "1", "minutes"),
+) -> list[str]:
+    client = app.test_client()
+    ids = [f"{prefix}-{n}" for n in range(count)]
+    max_value, time_value, period = rate
+    for callback_id in ids:
+        payload = execution_payload(
+            callback_id=callback_id,
+            portal_id=portal_id,
+            workflow_id=workflow_id,
+            max_throughput=max_value,
+            time_value=time_value,
+            period=period,
+        )
+        assert post_execution(client, payload).status_code == 200
+    return ids
+
+
+def states(app: Flask) -> dict[str, int]:
+    with app.app_context():
+        rows = db.session.execute(
+            text("SELECT state, count(*) FROM action_executions GROUP BY state")
+        ).all()
+        db.session.remove()
+    return {state: count for state, count in rows}
+
+
+def query(app: Flask, sql: str, **params):
+    with app.app_context():
+        result = db.session.execute(text(sql), params)
+        rows = result.all() if result.returns_rows else []
+        db.session.commit()
+        db.session.remove()
+    return rows
+
+
+def queue_id(app: Flask) -> int:
+    return query(app, "SELECT id FROM throttle_queues ORDER BY id LIMIT 1")[0][0]

@@ -1,0 +1,233 @@
+"""The release engine in one process: windows, outcomes and fencing, against the fake HubSpot."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+
+from fake_hubspot import FakeHubSpot
+from tests.conftest import TEST_CLIENT_SECRET
+from tests.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
+from throttle_app import claims
+from throttle_app.extensions import current_settings, db
+from throttle_app.jobs import OAuthTokens, hubspot_client, release_schedule
+from throttle_app.releasing import Releaser
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeHubSpot]:
+    with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def engine_app(make_app, fake):
+    app = make_app(
+        hubspot_api_base=fake.base_url,
+        hubspot_app_base=fake.base_url,
+        release_lead_ms=0,
+        max_inline_wait_seconds=0.5,
+        http_read_timeout_seconds=2.0,
+    )
+    install_portal(app, fake)
+    return app
+
+
+def run_release(app, queue: int, sleep=lambda seconds: None):
+    with app.app_context():
+        settings = current_settings()
+        releaser = Releaser(
+            settings,
+            db.session,
+            hubspot_client(),
+            release_schedule(),
+            OAuthTokens(settings.retry_base_seconds),
+            sleep=sleep,
+        )
+        try:
+            return releaser.run(queue)
+        finally:
+            db.session.remove()
+
+
+def test_a_window_releases_n_in_one_batch_then_waits_for_the_next(engine_app, fake):
+    admit(engine_app, 12, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    report = run_release(engine_app, queue)
+    assert (report.claimed, report.completed, report.calls) == (5, 5, 1)
+    assert 55 < report.next_run_in <= 60
+    assert len(fake.completions()) == 5
+    assert [c["callback_id"] for c in fake.completions()] == [f"cb-{n}" for n in range(5)]
+    again = run_release(engine_app, queue)  # a duplicate or early job changes nothing
+    assert again.claimed == 0 and len(fake.completions()) == 5
+    assert states(engine_app) == {"completed": 5, "pending": 7}
+
+
+def test_next_window_is_counted_from_the_last_send(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "30", "seconds"))
+    queue = queue_id(engine_app)
+    run_release(engine_app, queue)
+    (gap,) = query(
+        engine_app,
+        "SELECT extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues",
+    )[0]
+    assert gap == pytest.approx(30, abs=0.01)
+
+
+def test_leftover_budget_releases_late_arrivals_at_once(engine_app, fake):
+    admit(engine_app, 2, prefix="early", rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    run_release(engine_app, queue)
+    admit(engine_app, 5, prefix="late", rate=("5", "1", "minutes"))
+    report = run_release(engine_app, queue)
+    assert report.completed == 3  # the window had 5; 2 were used
+    assert len(fake.completions()) == 5
+
+
+def test_config_override_applies_from_the_next_window(engine_app, fake):
+    admit(engine_app, 10, rate=("2", "1", "seconds"))
+    queue = queue_id(engine_app)
+    run_release(engine_app, queue)
+    client = engine_app.test_client()
+    response = client.post(
+        "/api/config",
+        json={
+            "portal_id": PORTAL,
+            "action_id": "1",
+            "max_throughput": 4,
+            "time_period": 1,
+            "time_unit": "seconds",
+        },
+        headers={"Authorization": "Bearer test-config-token"},
+    )
+    assert response.status_code == 200
+    assert run_release(engine_app, queue).completed == 0  # the current window is spent
+    query(engine_app, "UPDATE throttle_queues SET next_release_at = now()")
+    assert run_release(engine_app, queue).completed == 4
+
+
+def test_429_gives_the_rows_back_without_an_attempt(engine_app, fake):
+    admit(engine_app, 5, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    fake.set_faults(force_429={PORTAL: 1}, retry_after=2)
+    report = run_release(engine_app, queue)
+    assert report.completed == 0 and report.given_back == 5
+    assert report.next_run_in >= 2
+    assert query(
+        engine_app, "SELECT max(attempts), count(*) FROM action_executions WHERE state = 'pending'"
+    )[0] == (0, 5)
+    assert query(engine_app, "SELECT window_budget FROM throttle_queues")[0][0] == 5
+    assert run_release(engine_app, queue).completed == 0  # the bucket is blocked fleet-wide
+    fake.set_faults(force_429={})
+    query(engine_app, "SELECT 1")
+    import time
+
+    time.sleep(2.1)
+    assert run_release(engine_app, queue).completed == 5
+
+
+def test_5xx_counts_an_attempt_and_backs_off(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    fake.set_faults(fail_next=1, fail_next_status=503)
+    report = run_release(engine_app, queue)
+    assert report.retried == 3
+    rows = query(
+        engine_app,
+        "SELECT attempts, last_failure_reason, next_attempt_at > now() FROM action_executions",
+    )
+    assert {row[0] for row in rows} == {1}
+    assert all("503" in row[1] and row[2] for row in rows)
+    assert report.next_run_in >= 1.0  # not before the backoff
+
+
+def test_a_bad_callback_is_isolated_and_its_neighbours_complete(engine_app, fake):
+    ids = admit(engine_app, 10, rate=("10", "1", "minutes"))
+    fake.set_faults(bad_callback_ids=[ids[6]])
+    report = run_release(engine_app, queue_id(engine_app))
+    assert report.completed == 9 and report.failed == 1
+    (reason,) = query(
+        engine_app, "SELECT last_failure_reason FROM action_executions WHERE state = 'failed'"
+    )[0]
+    assert "HubSpot refused" in reason
+    assert sorted(c["callback_id"] for c in fake.completions()) == sorted(set(ids) - {ids[6]})
+
+
+def test_attempt_limit_completes_with_fail_continue(make_app, fake):
+    app = make_app(
+        hubspot_api_base=fake.base_url,
+        hubspot_app_base=fake.base_url,
+        max_attempts=2,
+        retry_base_seconds=0.01,
+        retry_max_seconds=0.01,
+    )
+    install_portal(app, fake)
+    admit(app, 1, rate=("5", "1", "seconds"))
+    queue = queue_id(app)
+    fake.set_faults(fail_next=2)
+    import time
+
+    for _ in range(2):
+        run_release(app, queue)
+        time.sleep(0.05)
+        query(app, "UPDATE throttle_queues SET next_release_at = now(), window_budget = 5")
+    assert query(app, "SELECT outcome, attempts FROM action_executions")[0] == ("FAIL_CONTINUE", 2)
+    run_release(app, queue)
+    assert states(app) == {"failed": 1}
+    assert [c["state"] for c in fake.completions()] == ["FAIL_CONTINUE"]
+    replay = admit(app, 1, rate=("5", "1", "seconds"))  # HubSpot redelivers: answered as stored
+    assert replay == ["cb-0"]
+
+
+def test_401_refreshes_once_and_resends(engine_app, fake):
+    admit(engine_app, 2, rate=("5", "1", "minutes"))
+    (access,) = query(engine_app, "SELECT access_token FROM oauth_tokens")[0]
+    with engine_app.app_context():
+        from throttle_app import oauth_tokens
+
+        token = oauth_tokens.access_token_for(PORTAL)
+    fake.expire_access_token(token)
+    report = run_release(engine_app, queue_id(engine_app))
+    assert report.completed == 2
+    assert fake.stats()["token_calls"].get("refresh_token") == 1
+
+
+def test_disconnected_portal_is_not_called(engine_app, fake):
+    admit(engine_app, 2, rate=("5", "1", "minutes"))
+    with engine_app.app_context():
+        from throttle_app import oauth_tokens
+
+        oauth_tokens.mark_disconnected(PORTAL, "test")
+    report = run_release(engine_app, queue_id(engine_app))
+    assert report.calls == 0 and report.next_run_in is None
+    assert fake.stats()["requests"] == 0
+    assert states(engine_app) == {"pending": 2}
+
+
+def test_paused_queue_releases_nothing(engine_app, fake):
+    admit(engine_app, 2, rate=("5", "1", "minutes"))
+    query(engine_app, "UPDATE throttle_queues SET paused = true")
+    report = run_release(engine_app, queue_id(engine_app))
+    assert report.claimed == 0 and report.next_run_in is None
+
+
+def test_a_worker_that_lost_its_lease_cannot_mark(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    with engine_app.app_context():
+        claim = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
+        db.session.execute(db.text("UPDATE action_executions SET lease_expires_at = now()"))
+        db.session.commit()
+        assert claims.mark_completed(db.session, claim, claim.rows, {}) == 0
+        db.session.remove()
+    assert states(engine_app) == {"claimed": 3}
+
+
+def test_draining_ignores_the_rate(engine_app, fake):
+    admit(engine_app, 12, rate=("2", "1", "hours"))
+    query(engine_app, "UPDATE throttle_queues SET draining = true")
+    report = run_release(engine_app, queue_id(engine_app))
+    assert report.completed == 12
+    assert query(engine_app, "SELECT draining FROM throttle_queues")[0][0] is False

@@ -1,0 +1,150 @@
+"""The HubSpot API client: one send path, and every call first takes a token from the portal's
+bucket (invariant 4). Answers are turned into typed outcomes the release engine acts on.
+
+- 2xx: done (a PARTIAL body lists callbacks HubSpot refused);
+- 429: the portal's bucket is blocked for every process until Retry-After (clamped), RateLimited;
+- 401: Unauthorized (the caller refreshes once); 5xx, timeouts, connection errors: Transient;
+- other 4xx: Rejected (the caller isolates the bad callbacks).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import requests
+
+from throttle_app.config import Settings
+from throttle_app.hubspot.http import hubspot_session, session_timeout
+from throttle_app.token_bucket import TokenBucket
+
+log = logging.getLogger(__name__)
+
+COMPLETE_BATCH_PATH = "/automation/v4/actions/callbacks/complete"
+
+
+class HubSpotCallError(Exception):
+    """A call to HubSpot did not succeed; subclasses say what to do about it."""
+
+
+class BucketWait(HubSpotCallError):
+    """No bucket token within the inline wait: give the work back and come back after `wait`."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"portal bucket empty for {wait:.2f}s")
+        self.wait = wait
+
+
+class RateLimited(HubSpotCallError):
+    """HubSpot answered 429: not a failure, nothing was done; retry after `retry_after`."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"HubSpot rate limit: retry after {retry_after:.1f}s")
+        self.retry_after = retry_after
+
+
+class Unauthorized(HubSpotCallError):
+    """HubSpot refused the access token (401)."""
+
+
+class Transient(HubSpotCallError):
+    """5xx, timeout or connection error: HubSpot may or may not have acted; retry later."""
+
+
+class Rejected(HubSpotCallError):
+    """A 4xx other than 401/429: the request (some callback in it) is not acceptable."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+
+
+class HubSpotClient:
+    """Calls HubSpot for one process; thread-compatible (one pooled requests.Session)."""
+
+    def __init__(self, settings: Settings, bucket: TokenBucket) -> None:
+        self._settings = settings
+        self._bucket = bucket
+        self._base = settings.hubspot_api_base
+
+    def send(self, portal_id: int, method: str, path: str, access_token: str, body: object):
+        """The one send path: bucket token, then the request with timeouts; typed failures."""
+        if not self._bucket.acquire(portal_id, max_wait=self._settings.max_inline_wait_seconds):
+            raise BucketWait(max(self._bucket.wait_time(portal_id), 0.05))
+        try:
+            response = hubspot_session().request(
+                method,
+                self._base + path,
+                json=body,
+                headers={"Authorization": f"Bearer {access_token}"},
+                timeout=session_timeout(self._settings),
+            )
+        except requests.Timeout:
+            raise Transient("timeout") from None
+        except requests.RequestException as exc:
+            raise Transient(f"connection error: {type(exc).__name__}") from None
+        status = response.status_code
+        if status == 429:
+            retry_after = self.retry_after(response.headers.get("Retry-After"))
+            self._bucket.block(portal_id, retry_after)
+            log.warning("HubSpot 429 for portal %s: bucket blocked %.1fs", portal_id, retry_after)
+            raise RateLimited(retry_after)
+        if status == 401:
+            raise Unauthorized("HubSpot refused the access token")
+        if status >= 500:
+            raise Transient(f"HTTP {status}")
+        if status >= 400:
+            raise Rejected(status, _error_message(response))
+        return response
+
+    def retry_after(self, header: str | None) -> float:
+        """Retry-After in seconds, clamped; a default when absent or unreadable."""
+        settings = self._settings
+        try:
+            value = float(header) if header is not None else settings.retry_after_default_seconds
+        except ValueError:
+            value = settings.retry_after_default_seconds
+        return min(max(value, 1.0), settings.retry_after_max_seconds)
+
+    def complete_callbacks(
+        self, portal_id: int, access_token: str, callbacks: Sequence[tuple[str, str]]
+    ) -> dict[str, str]:
+        """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}."""
+        body = {
+            "inputs": [
+                {"callbackId": callback_id, "outputFields": {"hs_execution_state": state}}
+                for callback_id, state in callbacks
+            ]
+        }
+        response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body)
+        return _partial_errors(response)
+
+
+def _partial_errors(response: requests.Response) -> dict[str, str]:
+    """A 2xx body `{"status": "PARTIAL", "errors": [...]}` lists refused callbacks."""
+    if not response.content:
+        return {}
+    try:
+        payload = response.json()
+    except ValueError:
+        return {}
+    if not isinstance(payload, dict):
+        return {}
+    errors = payload.get("errors") or []
+    refused = {}
+    for error in errors if isinstance(errors, list) else []:
+        if isinstance(error, dict) and error.get("callbackId"):
+            reason = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'refused'}"
+            refused[str(error["callbackId"])] = reason[:500]
+    return refused
+
+
+def _error_message(response: requests.Response) -> str:
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(payload, dict):
+        return str(payload.get("message") or payload.get("category") or payload)[:500]
+    return str(payload)[:500]

@@ -1,0 +1,109 @@
+"""RQ jobs: thin, they take ids, build nothing but the process's services, and call the domain.
+
+Each worker process creates the app once (`job_app`) before RQ forks its work horses; a horse
+must not reuse the parent's database connections, so the engine pool is dropped after the fork.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import timedelta
+
+from flask import Flask
+
+from throttle_app import cleaner, oauth_tokens
+from throttle_app.extensions import current_settings, db, redis_client
+from throttle_app.hubspot.client import HubSpotClient
+from throttle_app.logging_setup import log_context
+from throttle_app.release_schedule import ReleaseSchedule
+from throttle_app.releasing import PortalUnavailable, Releaser
+from throttle_app.token_bucket import TokenBucket
+
+_app: Flask | None = None
+
+
+def job_app() -> Flask:
+    """This process's app (created on first use; inherited by forked work horses)."""
+    global _app
+    if _app is None:
+        from throttle_app import create_app
+
+        _app = create_app()
+    return _app
+
+
+def _after_fork_in_child() -> None:
+    if _app is not None:
+        with _app.app_context():
+            db.engine.dispose(close=False)  # SQLAlchemy's "pools and os.fork" recipe
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class OAuthTokens:
+    """The OAuth token store, as the release engine sees it."""
+
+    def __init__(self, retry_seconds: float) -> None:
+        self.retry_seconds = retry_seconds
+
+    def access_token_for(self, portal_id: int) -> str:
+        return self._call(oauth_tokens.access_token_for, portal_id)
+
+    def refresh_after_unauthorized(self, portal_id: int, rejected_token: str) -> str:
+        return self._call(oauth_tokens.refresh_after_unauthorized, portal_id, rejected_token)
+
+    def _call(self, function, *args) -> str:
+        try:
+            return function(*args)
+        except oauth_tokens.PortalDisconnected as exc:
+            raise PortalUnavailable(str(exc)) from None
+        except oauth_tokens.TokenUnavailable as exc:
+            raise PortalUnavailable(str(exc), retry_in=self.retry_seconds) from None
+
+
+def release_schedule() -> ReleaseSchedule:
+    settings = current_settings()
+    return ReleaseSchedule(redis_client(), job_timeout=settings.job_timeout_seconds)
+
+
+def hubspot_client() -> HubSpotClient:
+    settings = current_settings()
+    bucket = TokenBucket(
+        redis_client(), settings.bucket_capacity, settings.bucket_refill_per_second
+    )
+    return HubSpotClient(settings, bucket)
+
+
+def release(queue_id: int) -> dict:
+    """Release one queue for up to THROTTLE_RELEASE_JOB_SECONDS (the `releases` queue)."""
+    with job_app().app_context(), log_context(job="release", queue_id=queue_id):
+        try:
+            settings = current_settings()
+            tokens = OAuthTokens(settings.retry_base_seconds)
+            releaser = Releaser(settings, db.session, hubspot_client(), release_schedule(), tokens)
+            return dataclasses.asdict(releaser.run(queue_id))
+        finally:
+            db.session.remove()
+
+
+def clean() -> dict:
+    """The periodic cleaner (the `maintenance` queue, on rq-scheduler)."""
+    with job_app().app_context(), log_context(job="clean"):
+        try:
+            lead = timedelta(milliseconds=current_settings().release_lead_ms)
+            return dataclasses.asdict(cleaner.clean(db.session, release_schedule(), lead))
+        finally:
+            db.session.remove()
+
+
+def purge() -> int:
+    """Delete terminal executions older than THROTTLE_RETENTION_DAYS (daily)."""
+    with job_app().app_context(), log_context(job="purge"):
+        try:
+            settings = current_settings()
+            retention = timedelta(days=settings.retention_days)
+            return cleaner.purge(db.session, retention, settings.purge_batch_size)
+        finally:
+            db.session.remove()

@@ -1,0 +1,164 @@
+"""When each queue's release job runs: millisecond wake-ups in Redis, promoted to RQ jobs.
+
+RQ's own delayed jobs are scheduled in whole seconds and polled once a second, too coarse for
+"50 per second". So wake-ups live in one sorted set (queue id -> due time in ms, Redis clock);
+`ZADD LT` keeps the earliest per queue, so bursts collapse. A release clock (one small loop per
+worker process, see workers/release_clock.py) pops due wake-ups atomically and enqueues
+`jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue never
+has two jobs queued or running. Nothing here is the source of truth: a lost wake-up (Redis
+wiped) is restored by the cleaner from PostgreSQL, and a spare one is harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.job import Job, JobStatus
+
+log = logging.getLogger(__name__)
+
+RELEASES_QUEUE = "releases"
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
+WAKEUPS_KEY = "throttle:{wakeups}"
+NUDGE_KEY = "throttle:{wakeups}:nudge"  # a release clock blocks on it to notice new wake-ups
+BUSY_RETRY_MS = 250
+# Workers heartbeat their running job every JOB_HEARTBEAT_SECONDS (workers/worker.py); a STARTED
+# job whose heartbeat is older than STALE_JOB_SECONDS belonged to a worker that was killed.
+JOB_HEARTBEAT_SECONDS = 5
+STALE_JOB_SECONDS = 4 * JOB_HEARTBEAT_SECONDS
+
+# KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
+# ARGV[1] = how many due wake-ups to pop at most.
+# Pops the members due at the Redis server's time and returns
+# {popped member, ...} followed by the score of the next pending member in ms (or -1).
+PROMOTE_LUA = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local result = due
+if nxt[2] then
+  table.insert(result, string.format('%d', tonumber(nxt[2]) - now_ms))
+else
+  table.insert(result, '-1')
+end
+return result
+"""
+
+# KEYS[1] = the wake-ups sorted set, KEYS[2] = the nudge list.
+# ARGV[1] = 'LT' (keep the earlier wake-up) or 'NX' (keep any existing wake-up);
+# ARGV[2..] = queue id, delay in ms, [queue id, delay ms ...].
+# Adds each wake-up at Redis time + delay and leaves one nudge so a sleeping release clock
+# looks again. Returns nothing.
+WAKE_LUA = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[1], string.format('%d', now_ms + tonumber(ARGV[i + 1])), ARGV[i])
+end
+redis.call('LPUSH', KEYS[2], '1')
+redis.call('LTRIM', KEYS[2], 0, 0)
+"""
+
+
+class ReleaseSchedule:
+    """Wake-ups for release jobs, on one Redis connection."""
+
+    def __init__(self, connection: redis.Redis, job_timeout: int = 600) -> None:
+        self.connection = connection
+        self.job_timeout = job_timeout
+        self._promote = connection.register_script(PROMOTE_LUA)
+        self._wake = connection.register_script(WAKE_LUA)
+        self.queue = Queue(RELEASES_QUEUE, connection=connection)
+
+    def wake(self, queue_ids: Iterable[int], delay_seconds: float = 0.0) -> None:
+        """Ask for a release of these queues after `delay_seconds` (earliest request wins)."""
+        self._add("LT", queue_ids, delay_seconds)
+
+    def wake_unscheduled(self, queue_ids: Iterable[int]) -> None:
+        """New executions arrived: wake these queues now unless a wake-up is already set (a
+        queue waiting for its next window keeps its time; a running job reschedules itself)."""
+        self._add("NX", queue_ids, 0.0)
+
+    def _add(self, mode: str, queue_ids: Iterable[int], delay_seconds: float) -> None:
+        args: list[str | int] = [mode]
+        for queue_id in queue_ids:
+            args += [int(queue_id), max(0, int(delay_seconds * 1000))]
+        if len(args) > 1:
+            self._wake(keys=[WAKEUPS_KEY, NUDGE_KEY], args=args)
+
+    def wait_for_nudge(self, timeout: float) -> None:
+        """Block until a new wake-up is added or `timeout` seconds pass (a release clock)."""
+        self.connection.blpop([NUDGE_KEY], timeout=max(timeout, 0.001))
+
+    def wake_at(self, queue_id: int, when: datetime, now: datetime) -> None:
+        self.wake([queue_id], (when - now).total_seconds())
+
+    def pending_wakeups(self) -> dict[int, float]:
+        """queue id -> due time (ms since the epoch); for the cleaner and operators."""
+        return {int(m): s for m, s in self.connection.zrange(WAKEUPS_KEY, 0, -1, withscores=True)}
+
+    def promote_due(self, limit: int = 100) -> float | None:
+        """Enqueue the release jobs that are due; return seconds until the next wake-up."""
+        *due, next_ms = self._promote(keys=[WAKEUPS_KEY], args=[limit])
+        busy = [int(queue_id) for queue_id in due if not self._enqueue(int(queue_id))]
+        if busy:
+            self.wake(busy, BUSY_RETRY_MS / 1000)
+        if len(due) >= limit:
+            return 0.0
+        next_ms = int(next_ms)
+        return None if next_ms < 0 else max(0.0, next_ms / 1000)
+
+    def _enqueue(self, queue_id: int) -> bool:
+        """Enqueue the queue's release job; False when its job is still queued or running."""
+        job_id = f"release-{queue_id}"
+        for _ in range(2):
+            try:
+                self.queue.enqueue(
+                    "throttle_app.jobs.release",
+                    queue_id,
+                    job_id=job_id,
+                    unique=True,
+                    result_ttl=0,
+                    failure_ttl=3600,
+                    job_timeout=self.job_timeout,
+                    description=f"release queue {queue_id}",
+                )
+                return True
+            except DuplicateJobError:
+                if not self._clear_finished(job_id):
+                    return False
+        return False
+
+    def _clear_finished(self, job_id: str) -> bool:
+        """Drop a finished/failed job record that still holds the id; True when one was dropped."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+        except NoSuchJobError:
+            return True
+        status = job.get_status(refresh=False)
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            return False
+        if status == JobStatus.STARTED and not _stale(job):
+            return False
+        log.info("release job %s ended as %s; replacing it", job_id, status)
+        job.delete()
+        return True
+
+
+def _stale(job: Job) -> bool:
+    beat = job.last_heartbeat or job.started_at
+    if beat is None:
+        return False
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds() > STALE_JOB_SECONDS

@@ -1,0 +1,231 @@
+"""One run of a queue's release job: claim what the window allows, complete it at HubSpot, record
+the outcome, and ask for the next run. Every decision about budget lives in claims.py; every
+HubSpot answer is typed by hubspot/client.py; this module only connects them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Protocol
+
+from sqlalchemy.orm import Session
+
+from throttle_app import claims
+from throttle_app.claims import Claim, ClaimedRow, Idle
+from throttle_app.config import Settings
+from throttle_app.hubspot.client import (
+    BucketWait,
+    HubSpotClient,
+    RateLimited,
+    Rejected,
+    Transient,
+    Unauthorized,
+)
+from throttle_app.release_schedule import ReleaseSchedule
+
+log = logging.getLogger(__name__)
+
+
+class PortalUnavailable(Exception):
+    """No access token for the portal. `retry_in` None: it is disconnected, hold its executions
+    until it reconnects; otherwise a transient problem, look again after `retry_in` seconds."""
+
+    def __init__(self, message: str, retry_in: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_in = retry_in
+
+
+class TokenSource(Protocol):
+    def access_token_for(self, portal_id: int) -> str: ...
+
+    def refresh_after_unauthorized(self, portal_id: int, rejected_token: str) -> str: ...
+
+
+@dataclass
+class ReleaseReport:
+    claimed: int = 0
+    completed: int = 0
+    calls: int = 0
+    retried: int = 0
+    failed: int = 0
+    given_back: int = 0
+    stopped: str | None = None
+    next_run_in: float | None = None
+    events: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Stop:
+    reason: str
+    wait: float = 0.0  # seconds before the queue may be looked at again
+    wake: bool = True  # False: nothing will change until something else wakes the queue
+
+
+def _unavailable(exc: PortalUnavailable) -> _Stop:
+    if exc.retry_in is None:
+        return _Stop(f"portal unavailable: {exc}", wake=False)
+    return _Stop(f"no token yet: {exc}", wait=exc.retry_in)
+
+
+class Releaser:
+    """Releases one queue for up to `release_job_seconds`, then hands over to a fresh job."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        session: Session,
+        client: HubSpotClient,
+        schedule: ReleaseSchedule,
+        tokens: TokenSource,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings
+        self.session = session
+        self.client = client
+        self.schedule = schedule
+        self.tokens = tokens
+        self.sleep = sleep
+        self.lead = timedelta(milliseconds=settings.release_lead_ms)
+        # A call may only start when it surely ends (timeouts) before its lease does.
+        self.call_budget = (
+            settings.http_connect_timeout_seconds + settings.http_read_timeout_seconds
+        )
+
+    def run(self, queue_id: int) -> ReleaseReport:
+        report = ReleaseReport()
+        deadline = time.monotonic() + self.settings.release_job_seconds
+        stop: _Stop | None = None
+        while time.monotonic() < deadline:
+            claim = claims.claim_next(
+                self.session,
+                queue_id,
+                self.settings.release_batch_size,
+                self.settings.lease_seconds,
+                self.lead,
+            )
+            if isinstance(claim, Idle):
+                break
+            report.claimed += len(claim.rows)
+            lease_deadline = time.monotonic() + claim.lease_seconds
+            if claim.send_delay > 0:
+                self.sleep(claim.send_delay)
+            stop = self._deliver(claim, lease_deadline, report)
+            if stop is not None:
+                report.stopped = stop.reason
+                break
+        report.next_run_in = self._schedule_next(queue_id, stop)
+        return report
+
+    def _schedule_next(self, queue_id: int, stop: _Stop | None) -> float | None:
+        if stop is not None and not stop.wake:
+            return None
+        delay = claims.next_look(self.session, queue_id, self.lead)
+        if delay is None:
+            return None
+        delay = max(delay, stop.wait if stop else 0.0)
+        self.schedule.wake([queue_id], delay)
+        return delay
+
+    def _deliver(self, claim: Claim, lease_deadline: float, report: ReleaseReport) -> _Stop | None:
+        try:
+            token = self.tokens.access_token_for(claim.portal_id)
+        except PortalUnavailable as exc:
+            report.given_back += claims.give_back(self.session, claim, claim.rows)
+            return _unavailable(exc)
+        by_outcome: dict[str, list[ClaimedRow]] = {}
+        for row in claim.rows:
+            by_outcome.setdefault(row.outcome, []).append(row)
+        pending = list(by_outcome.items())
+        for index, (state, rows) in enumerate(pending):
+            stop = _Sender(self, claim, token, lease_deadline, report).send(rows, state)
+            if stop is not None:
+                rest = [row for _, later in pending[index + 1 :] for row in later]
+                if rest:
+                    report.given_back += claims.give_back(self.session, claim, rest)
+                return stop
+        return None
+
+
+class _Sender:
+    """Sends one claim's rows, isolating bad callbacks by halving a refused batch."""
+
+    def __init__(
+        self, releaser: Releaser, claim: Claim, token: str, deadline: float, report: ReleaseReport
+    ) -> None:
+        self.r = releaser
+        self.claim = claim
+        self.token = token
+        self.deadline = deadline
+        self.report = report
+        self.refreshed = False
+
+    def send(self, rows: list[ClaimedRow], state: str) -> _Stop | None:
+        r, claim, report = self.r, self.claim, self.report
+        if time.monotonic() + r.call_budget > self.deadline:
+            report.given_back += claims.give_back(r.session, claim, rows)
+            return _Stop("lease about to end")
+        pairs = [(row.callback_id, state) for row in rows]
+        try:
+            report.calls += 1
+            refused = r.client.complete_callbacks(claim.portal_id, self.token, pairs)
+        except Unauthorized:
+            return self._unauthorized(rows, state)
+        except (RateLimited, BucketWait) as exc:
+            report.given_back += claims.give_back(r.session, claim, rows)
+            wait = exc.retry_after if isinstance(exc, RateLimited) else exc.wait
+            return _Stop(str(exc), wait=wait)
+        except Transient as exc:
+            self._retry(rows, f"HubSpot call failed: {exc}")
+            return _Stop(str(exc))
+        except Rejected as exc:
+            return self._isolate(rows, state, exc)
+        report.completed += claims.mark_completed(r.session, claim, rows, refused)
+        report.failed += len(refused)
+        return None
+
+    def _unauthorized(self, rows: list[ClaimedRow], state: str) -> _Stop | None:
+        r = self.r
+        if self.refreshed:
+            self._retry(rows, "HubSpot refused a freshly refreshed access token (401)")
+            return _Stop("unauthorized")
+        self.refreshed = True
+        try:
+            self.token = r.tokens.refresh_after_unauthorized(self.claim.portal_id, self.token)
+        except PortalUnavailable as exc:
+            self.report.given_back += claims.give_back(r.session, self.claim, rows)
+            return _unavailable(exc)
+        return self.send(rows, state)
+
+    def _retry(self, rows: list[ClaimedRow], reason: str) -> None:
+        s = self.r.settings
+        claims.mark_retry(
+            self.r.session,
+            self.claim,
+            rows,
+            reason,
+            s.max_attempts,
+            s.retry_base_seconds,
+            s.retry_max_seconds,
+        )
+        self.report.retried += len(rows)
+
+    def _isolate(self, rows: list[ClaimedRow], state: str, exc: Rejected) -> _Stop | None:
+        """A 4xx for a batch: halve it until the refused callbacks stand alone and fail."""
+        if len(rows) == 1:
+            claims.mark_rejected(self.r.session, self.claim, rows[0], f"HubSpot refused: {exc}")
+            self.report.failed += 1
+            return None
+        middle = len(rows) // 2
+        halves = [rows[:middle], rows[middle:]]
+        for index, half in enumerate(halves):
+            stop = self.send(half, state)
+            if stop is not None:
+                rest = [row for later in halves[index + 1 :] for row in later]
+                if rest:
+                    self.report.given_back += claims.give_back(self.r.session, self.claim, rest)
+                return stop
+        return None

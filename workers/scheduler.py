@@ -1,0 +1,86 @@
+"""`scripts/entrypoint.sh scheduler`: rq-scheduler running the periodic maintenance jobs.
+
+The periodic jobs are registered idempotently: each job id is derived from its definition, so a
+restart, or two schedulers starting together, never duplicates one (rq-scheduler's own lock
+keeps a second scheduler from enqueueing twice). Definitions that no longer exist are removed.
+SIGTERM stops the loop (rq-scheduler installs the handler).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import redis
+from rq_scheduler import Scheduler
+
+from throttle_app.config import Settings
+from throttle_app.release_schedule import MAINTENANCE_QUEUE
+
+log = logging.getLogger(__name__)
+PREFIX = "throttle-periodic-"
+POLL_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class Periodic:
+    func: str
+    interval_seconds: int
+    timeout_seconds: int
+
+    @property
+    def job_id(self) -> str:
+        definition = f"{self.func}|{self.interval_seconds}|{self.timeout_seconds}"
+        return PREFIX + hashlib.sha256(definition.encode()).hexdigest()[:16]
+
+
+def periodic_jobs(settings: Settings) -> list[Periodic]:
+    return [
+        Periodic("throttle_app.jobs.clean", settings.cleaner_interval_seconds, 300),
+        Periodic("throttle_app.jobs.purge", 86_400, 3_600),
+    ]
+
+
+def register(scheduler: Scheduler, jobs: list[Periodic]) -> list[str]:
+    """Schedule the periodic jobs that are missing, cancel stale ones; return the job ids."""
+    wanted = {job.job_id: job for job in jobs}
+    for existing in scheduler.get_jobs():
+        if existing.id.startswith(PREFIX) and existing.id not in wanted:
+            log.info("scheduler: removing stale periodic job %s", existing.id)
+            scheduler.cancel(existing)
+    for job_id, job in wanted.items():
+        if job_id in scheduler:
+            continue
+        scheduler.schedule(
+            scheduled_time=datetime.now(UTC).replace(tzinfo=None),
+            func=job.func,
+            interval=job.interval_seconds,
+            repeat=None,
+            id=job_id,
+            result_ttl=job.interval_seconds * 2,
+            timeout=job.timeout_seconds,
+            queue_name=MAINTENANCE_QUEUE,
+        )
+        log.info("scheduler: registered %s every %ss as %s", job.func, job.interval_seconds, job_id)
+    return sorted(wanted)
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    from throttle_app.logging_setup import configure_logging
+
+    configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
+    connection = redis.Redis.from_url(settings.redis_url)
+    scheduler = Scheduler(
+        queue_name=MAINTENANCE_QUEUE, connection=connection, interval=POLL_SECONDS
+    )
+    register(scheduler, periodic_jobs(settings))
+    scheduler.run()
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

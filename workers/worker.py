@@ -1,0 +1,52 @@
+"""`scripts/entrypoint.sh worker [queue ...]`: an RQ worker (forking, not gevent-patched).
+
+Serves the named queues (default: every queue), with RQ's delayed-job scheduler, and, when it
+serves `releases`, a release clock child process. SIGTERM: RQ finishes the current job first.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+
+import redis
+from rq import Queue, Worker
+
+from throttle_app.jobs import job_app
+from throttle_app.release_schedule import ALL_QUEUES, JOB_HEARTBEAT_SECONDS, RELEASES_QUEUE
+from workers.release_clock import run_clock
+
+
+def main(argv: list[str]) -> None:
+    names = argv or list(ALL_QUEUES)
+    unknown = sorted(set(names) - set(ALL_QUEUES))
+    if unknown:
+        sys.exit(f"worker: unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
+    app = job_app()  # reads and checks every setting; horses inherit it
+    settings = app.config["THROTTLE_SETTINGS"]
+    connection = redis.Redis.from_url(settings.redis_url)
+    clock = None
+    if RELEASES_QUEUE in names:
+        clock = multiprocessing.get_context("fork").Process(
+            target=run_clock,
+            args=(settings.redis_url, settings.job_timeout_seconds, os.getpid()),
+            name="release-clock",
+            daemon=True,
+        )
+        clock.start()
+    worker = Worker(
+        [Queue(name, connection=connection) for name in names],
+        connection=connection,
+        job_monitoring_interval=JOB_HEARTBEAT_SECONDS,
+    )
+    try:
+        worker.work(with_scheduler=True, logging_level=settings.log_level)
+    finally:
+        if clock is not None:
+            clock.terminate()
+            clock.join(5)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
