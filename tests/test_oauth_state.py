@@ -21,6 +21,10 @@ from throttle_app.oauth_state import (
 )
 
 
+def state_key(state: str) -> str:
+    return "throttle:oauth:state:" + hashlib.sha256(state.encode()).hexdigest()
+
+
 def refused(conn: redis.Redis, settings: Settings, state, cookie) -> str:
     with pytest.raises(StateError) as caught:
         consume_state(conn, settings, state, cookie)
@@ -30,11 +34,10 @@ def refused(conn: redis.Redis, settings: Settings, state, cookie) -> str:
 def test_state_is_random_and_stored_hashed_with_the_ttl(redis_conn, settings):
     first, second = issue_state(redis_conn, settings), issue_state(redis_conn, settings)
     assert first.value != second.value and len(first.value) >= 43  # 32 random bytes
-    keys = [key.decode() for key in redis_conn.keys("*")]
-    assert len(keys) == 2
+    keys = [key.decode() for key in redis_conn.keys("throttle:oauth:state:*")]
+    assert {state_key(first.value), state_key(second.value)} <= set(keys)
     assert not any(first.value in key or second.value in key for key in keys)
-    key = "throttle:oauth:state:" + hashlib.sha256(first.value.encode()).hexdigest()
-    assert 590 <= redis_conn.ttl(key) <= 600
+    assert 590 <= redis_conn.ttl(state_key(first.value)) <= 600
     assert first.value not in repr(first) and first.cookie not in repr(first)
 
 
@@ -82,8 +85,8 @@ def test_the_redis_entry_expires_with_the_ttl(redis_conn, settings):
     short = dataclasses.replace(settings, oauth_state_ttl_seconds=1)
     issued = issue_state(redis_conn, short)
     time.sleep(2.1)
+    assert redis_conn.exists(state_key(issued.value)) == 0
     assert refused(redis_conn, short, issued.value, issued.cookie) == "expired"
-    assert redis_conn.keys("*") == []
 
 
 def test_cookie_is_httponly_lax_scoped_and_short_lived(settings):

@@ -9,4 +9,7 @@ throttle_cli = AppGroup("throttle", help="Operate the throttle: queues, portals.
 
 
 def register_cli(app: Flask) -> None:
+    from throttle_app.oauth_cli import register_oauth_cli
+
     app.cli.add_command(throttle_cli)
+    register_oauth_cli(app)

@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
+from rq import get_current_job
 
 from throttle_app import cleaner, oauth_tokens
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.client import HubSpotClient
 from throttle_app.logging_setup import log_context
-from throttle_app.release_schedule import ReleaseSchedule
+from throttle_app.release_schedule import STALE_JOB_SECONDS, ReleaseSchedule
 from throttle_app.releasing import PortalUnavailable, Releaser
 from throttle_app.token_bucket import TokenBucket
 
@@ -76,13 +77,27 @@ def hubspot_client() -> HubSpotClient:
     return HubSpotClient(settings, bucket)
 
 
+def _heartbeat() -> None:
+    """Tell RQ (and the release clock's stale-job check) that this job is alive."""
+    job = get_current_job()
+    if job is not None:
+        job.heartbeat(datetime.now(UTC), ttl=STALE_JOB_SECONDS * 2)
+
+
 def release(queue_id: int) -> dict:
     """Release one queue for up to THROTTLE_RELEASE_JOB_SECONDS (the `releases` queue)."""
     with job_app().app_context(), log_context(job="release", queue_id=queue_id):
         try:
             settings = current_settings()
             tokens = OAuthTokens(settings.retry_base_seconds)
-            releaser = Releaser(settings, db.session, hubspot_client(), release_schedule(), tokens)
+            releaser = Releaser(
+                settings,
+                db.session,
+                hubspot_client(),
+                release_schedule(),
+                tokens,
+                heartbeat=_heartbeat,
+            )
             return dataclasses.asdict(releaser.run(queue_id))
         finally:
             db.session.remove()

@@ -34,24 +34,6 @@ from throttle_app.extensions import current_settings, db
 from throttle_app.hubspot import oauth_api
 from throttle_app.models import OAuthToken
 
-__all__ = [
-    "InstalledPortal",
-    "PortalDisconnected",
-    "PortalNotInstalled",
-    "PortalStatus",
-    "RotationReport",
-    "TokenError",
-    "TokenUnavailable",
-    "access_token_for",
-    "install_from_code",
-    "list_portals",
-    "mark_disconnected",
-    "refresh_after_unauthorized",
-    "rotate_keys",
-    "store_install",
-    "token_cipher",
-]
-
 LOCK_NOT_AVAILABLE = "55P03"
 MIN_USABLE = timedelta(seconds=30)  # a stale token this far from expiry still serves a call
 
@@ -99,7 +81,7 @@ def token_cipher() -> TokenCipher:
 
 
 @contextmanager
-def transaction() -> Iterator[Session]:
+def _transaction() -> Iterator[Session]:
     """A private session and transaction on its own connection: commits on success."""
     with Session(db.engine, expire_on_commit=False) as session, session.begin():
         yield session
@@ -116,7 +98,7 @@ def _lock_row(session: Session, portal_id: int, timeout_ms: int) -> OAuthToken |
 
 
 def _read_row(portal_id: int) -> OAuthToken:
-    with transaction() as session:
+    with _transaction() as session:
         row = session.scalars(select(OAuthToken).where(OAuthToken.portal_id == portal_id)).first()
     return _connected(row, portal_id)
 
@@ -145,6 +127,11 @@ def _fresh(row: OAuthToken, settings: Settings) -> bool:
     return row.expires_at - _now() > timedelta(seconds=settings.token_refresh_margin_seconds)
 
 
+def _keep(row: OAuthToken, current: str, rejected: str | None, settings: Settings) -> bool:
+    """The stored token needs no refresh: fresh, and not the one HubSpot just refused."""
+    return _fresh(row, settings) and not (rejected is not None and _same(current, rejected))
+
+
 def access_token_for(portal_id: int) -> str:
     """A valid access token for the portal, refreshed when less than the margin remains.
 
@@ -168,10 +155,9 @@ def refresh_after_unauthorized(portal_id: int, rejected_token: str) -> str:
 def _refresh(portal_id: int, rejected: str | None) -> str:
     settings = current_settings()
     try:
-        with transaction() as session:
-            row = _connected(
-                _lock_row(session, portal_id, settings.token_lock_timeout_ms), portal_id
-            )
+        with _transaction() as session:
+            locked = _lock_row(session, portal_id, settings.token_lock_timeout_ms)
+            row = _connected(locked, portal_id)
             token = _refresh_locked(row, settings, rejected)
     except OperationalError as exc:
         if getattr(exc.orig, "pgcode", None) != LOCK_NOT_AVAILABLE:
@@ -185,7 +171,7 @@ def _refresh(portal_id: int, rejected: str | None) -> str:
 def _refresh_locked(row: OAuthToken, settings: Settings, rejected: str | None) -> str | None:
     """Under the row lock: the token to use, or None after marking the portal disconnected."""
     current = _decrypt(row.access_token, row.portal_id)
-    if _fresh(row, settings) and not (rejected is not None and _same(current, rejected)):
+    if _keep(row, current, rejected, settings):
         return current  # fresh, or someone refreshed while we waited for the lock
     try:
         grant = oauth_api.refresh(settings, _decrypt(row.refresh_token, row.portal_id))
@@ -217,7 +203,7 @@ def _after_lock_timeout(portal_id: int, rejected: str | None) -> str:
     """Another process holds the refresh lock for too long: use what is stored if it works."""
     row = _read_row(portal_id)
     current = _decrypt(row.access_token, portal_id)
-    if _fresh(row, current_settings()) and not (rejected is not None and _same(current, rejected)):
+    if _keep(row, current, rejected, current_settings()):
         return current
     return _fallback(row, current, rejected, "the refresh lock is busy")
 
@@ -233,7 +219,7 @@ def _disconnect(row: OAuthToken, reason: str) -> None:
 
 def mark_disconnected(portal_id: int, reason: str) -> bool:
     """Mark the portal disconnected (keeps the first time and reason). True if it was connected."""
-    with transaction() as session:
+    with _transaction() as session:
         result = session.execute(
             update(OAuthToken)
             .where(OAuthToken.portal_id == portal_id, OAuthToken.disconnected_at.is_(None))
@@ -276,7 +262,7 @@ def store_install(grant: oauth_api.TokenGrant, info: oauth_api.TokenInfo) -> Ins
         "disconnect_reason": None,
         "updated_at": now,
     }
-    with transaction() as session:
+    with _transaction() as session:
         before = _lock_row(session, portal_id, current_settings().token_lock_timeout_ms)
         statement = insert(OAuthToken).values(portal_id=portal_id, created_at=now, **values)
         session.execute(
@@ -321,7 +307,7 @@ def _key_id(stored: str) -> str:
 
 def list_portals() -> list[PortalStatus]:
     """Every portal with an install, ordered by portal id."""
-    with transaction() as session:
+    with _transaction() as session:
         rows = session.scalars(select(OAuthToken).order_by(OAuthToken.portal_id)).all()
     return [
         PortalStatus(
@@ -376,7 +362,7 @@ def _not_current(cipher: TokenCipher) -> ColumnElement[bool]:
 
 
 def _count_not_current(cipher: TokenCipher) -> int:
-    with transaction() as session:
+    with _transaction() as session:
         query = select(func.count()).select_from(OAuthToken).where(_not_current(cipher))
         return session.scalar(query) or 0
 
@@ -384,7 +370,7 @@ def _count_not_current(cipher: TokenCipher) -> int:
 def _rotation_pass(cipher: TokenCipher, batch_size: int, failed: set[int]) -> int:
     rotated, last_id = 0, 0
     while True:
-        with transaction() as session:
+        with _transaction() as session:
             rows = session.scalars(
                 select(OAuthToken)
                 .where(OAuthToken.id > last_id, _not_current(cipher))

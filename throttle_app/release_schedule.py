@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 import redis
 from rq import Queue
-from rq.exceptions import DuplicateJobError, NoSuchJobError
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,10 @@ ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
 NUDGE_KEY = "throttle:{wakeups}:nudge"  # a release clock blocks on it to notice new wake-ups
 BUSY_RETRY_MS = 250
-# Workers heartbeat their running job every JOB_HEARTBEAT_SECONDS (workers/worker.py); a STARTED
-# job whose heartbeat is older than STALE_JOB_SECONDS belonged to a worker that was killed.
-JOB_HEARTBEAT_SECONDS = 5
-STALE_JOB_SECONDS = 4 * JOB_HEARTBEAT_SECONDS
+# A running release job heartbeats between batches (jobs.release); one batch takes at most the
+# HTTP timeouts plus the inline bucket wait. A STARTED job whose heartbeat is older than
+# STALE_JOB_SECONDS belonged to a worker that was killed: its queue gets a new job.
+STALE_JOB_SECONDS = 30
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
 # ARGV[1] = how many due wake-ups to pop at most.
@@ -128,7 +128,7 @@ class ReleaseSchedule:
                     queue_id,
                     job_id=job_id,
                     unique=True,
-                    result_ttl=0,
+                    result_ttl=1,  # 0 trips an RQ 2.12 bug (status read after the delete)
                     failure_ttl=3600,
                     job_timeout=self.job_timeout,
                     description=f"release queue {queue_id}",
@@ -143,9 +143,10 @@ class ReleaseSchedule:
         """Drop a finished/failed job record that still holds the id; True when one was dropped."""
         try:
             job = Job.fetch(job_id, connection=self.connection)
-        except NoSuchJobError:
+            status = job.get_status(refresh=False)
+        except (NoSuchJobError, InvalidJobOperation):
+            self.connection.delete(Job.key_for(job_id))  # a half-written record: drop it
             return True
-        status = job.get_status(refresh=False)
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
         if status == JobStatus.STARTED and not _stale(job):

@@ -82,6 +82,7 @@ class Releaser:
         schedule: ReleaseSchedule,
         tokens: TokenSource,
         sleep: Callable[[float], None] = time.sleep,
+        heartbeat: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.session = session
@@ -89,6 +90,7 @@ class Releaser:
         self.schedule = schedule
         self.tokens = tokens
         self.sleep = sleep
+        self.heartbeat = heartbeat
         self.lead = timedelta(milliseconds=settings.release_lead_ms)
         # A call may only start when it surely ends (timeouts) before its lease does.
         self.call_budget = (
@@ -100,6 +102,7 @@ class Releaser:
         deadline = time.monotonic() + self.settings.release_job_seconds
         stop: _Stop | None = None
         while time.monotonic() < deadline:
+            self.heartbeat()
             claim = claims.claim_next(
                 self.session,
                 queue_id,

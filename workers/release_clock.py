@@ -39,6 +39,10 @@ def run_clock(redis_url: str, job_timeout: int, parent_pid: int) -> None:
             log.warning("release clock: redis unavailable (%s); retrying", type(exc).__name__)
             time.sleep(1.0)
             continue
+        except Exception:  # the clock must outlive any bad record; the cleaner repairs state
+            log.exception("release clock: promotion failed; retrying")
+            time.sleep(0.5)
+            continue
         sleep = MAX_SLEEP_SECONDS if until_next is None else min(until_next, MAX_SLEEP_SECONDS)
         if sleep > 0:
             try:

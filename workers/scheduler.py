@@ -23,6 +23,7 @@ from throttle_app.release_schedule import MAINTENANCE_QUEUE
 log = logging.getLogger(__name__)
 PREFIX = "throttle-periodic-"
 POLL_SECONDS = 1
+REREGISTER_EVERY_POLLS = 10
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,36 @@ def register(scheduler: Scheduler, jobs: list[Periodic]) -> list[str]:
     return sorted(wanted)
 
 
+class ThrottleScheduler(Scheduler):
+    """rq-scheduler that re-checks its periodic jobs now and then, so they come back by
+    themselves after Redis lost everything (a restart without persistence, a FLUSHALL)."""
+
+    def __init__(self, *args, periodic: list[Periodic], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._periodic = periodic
+        self._polls = 0
+
+    def enqueue_jobs(self):
+        if self._polls % REREGISTER_EVERY_POLLS == 0:
+            register(self, self._periodic)
+        self._polls += 1
+        return super().enqueue_jobs()
+
+
 def main() -> None:
     settings = Settings.from_env()
     from throttle_app.logging_setup import configure_logging
 
     configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
     connection = redis.Redis.from_url(settings.redis_url)
-    scheduler = Scheduler(
-        queue_name=MAINTENANCE_QUEUE, connection=connection, interval=POLL_SECONDS
+    periodic = periodic_jobs(settings)
+    scheduler = ThrottleScheduler(
+        queue_name=MAINTENANCE_QUEUE,
+        connection=connection,
+        interval=POLL_SECONDS,
+        periodic=periodic,
     )
-    register(scheduler, periodic_jobs(settings))
+    register(scheduler, periodic)
     scheduler.run()
 
 

@@ -61,7 +61,9 @@ class OAuthBadAnswer(OAuthAPIError):
 class OAuthRejected(OAuthAPIError):
     """HubSpot refused the call with a 4xx (e.g. ``invalid_client``: our credentials)."""
 
-    def __init__(self, http_status: int, error: str | None, status: str | None, message: str):
+    def __init__(
+        self, http_status: int, error: str | None, status: str | None, message: str
+    ) -> None:
         self.http_status = http_status
         self.error = error
         self.status = status

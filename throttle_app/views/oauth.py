@@ -89,8 +89,9 @@ def _page(status: int, title: str, text: str, retry: bool, payload: dict[str, ob
     return response
 
 
-def _failure(reason: str, text: str | None = None, status: int = 400) -> Response:
-    status, title, default = FAILURES.get(reason, (status, "Install failed", text or ""))
+def _failure(reason: str, text: str | None = None) -> Response:
+    """A failure page (or JSON) for ``reason``; unknown reasons are 400s with ``text``."""
+    status, title, default = FAILURES.get(reason, (400, "Install failed", ""))
     log.warning("oauth install refused", extra={"reason": reason, "status": status})
     text = text or default
     return _page(status, title, text, retry=True, payload={"error": text, "reason": reason})

@@ -1,0 +1,190 @@
+"""The whole service, end to end: real gunicorn web, RQ workers with their release clocks, the
+scheduler, PostgreSQL, Redis and the fake HubSpot. 1,000 signed webhooks over three queues with
+different rates must all complete exactly once, at exactly their rates."""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import signal
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+import redis
+import requests
+
+from fake_hubspot import FakeHubSpot
+from tests.conftest import TEST_CLIENT_SECRET, TEST_REDIS_URL, service_env, truncate_all
+from tests.hubspot_requests import execution_payload, signed_headers
+from tests.processes import free_port, kill_group, start_role, wait_for_http
+from tests.release_helpers import PORTAL, install_portal
+from throttle_app import create_app
+from throttle_app.config import Settings
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    name: str
+    workflow_id: int
+    max_throughput: int
+    seconds: int
+    count: int
+
+
+QUEUES = (
+    QueueSpec("a", 101, 100, 2, 500),  # 100 per 2 s
+    QueueSpec("b", 102, 50, 1, 400),  # 50 per 1 s
+    QueueSpec("c", 103, 10, 1, 100),  # 10 per 1 s
+)
+
+
+class Stack:
+    """The service's processes on loopback ports, against the test database and Redis."""
+
+    def __init__(self, fake: FakeHubSpot, tmp_path, workers: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = service_env(
+            PORT=str(self.port),
+            PUBLIC_BASE_URL=self.base,
+            HUBSPOT_API_BASE=fake.base_url,
+            HUBSPOT_APP_BASE=fake.base_url,
+            THROTTLE_LEASE_SECONDS="8",
+            THROTTLE_CLEANER_INTERVAL_SECONDS="2",
+            THROTTLE_HTTP_READ_TIMEOUT_SECONDS="3",
+            THROTTLE_WEB_WORKERS="2",
+            THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
+        )
+        self.tmp_path = tmp_path
+        self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
+        self.workers = [self.start_worker(n) for n in range(workers)]
+        self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
+        wait_for_http(f"{self.base}/api/health", process=self.web)
+
+    def start_worker(self, n: int):
+        return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
+
+    def stop(self) -> None:
+        for process in [self.web, self.scheduler, *self.workers]:
+            kill_group(process, signal.SIGTERM)
+
+
+def send_webhooks(base: str) -> list[str]:
+    session = requests.Session()
+    jobs = []
+    for spec in QUEUES:
+        for n in range(spec.count):
+            payload = execution_payload(
+                callback_id=f"{spec.name}-{n}",
+                portal_id=PORTAL,
+                workflow_id=spec.workflow_id,
+                max_throughput=str(spec.max_throughput),
+                time_value=str(spec.seconds),
+                period="seconds",
+            )
+            jobs.append(json.dumps(payload).encode())
+
+    def send(body: bytes) -> int:
+        headers = signed_headers(body, url=f"{base}/api/hubspot/action")
+        return session.post(
+            f"{base}/api/hubspot/action", data=body, headers=headers, timeout=10
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        statuses = list(pool.map(send, jobs))
+    assert statuses == [200] * len(jobs)
+    return [json.loads(body)["callbackId"] for body in jobs]
+
+
+def wait_for_completions(fake: FakeHubSpot, expected: set[str], timeout: float) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done = fake.completions()
+        if expected <= {c["callback_id"] for c in done}:
+            time.sleep(1.0)  # a straggling duplicate would show now
+            return fake.completions()
+        time.sleep(0.25)
+    missing = expected - {c["callback_id"] for c in fake.completions()}
+    raise AssertionError(f"{len(missing)} executions never completed, e.g. {sorted(missing)[:5]}")
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
+
+
+def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> dict[str, float]:
+    """Per queue: no window of T holds more than N; sustained rate within 5% of N/T."""
+    counts = Counter(c["callback_id"] for c in completions)
+    duplicated_batches = {c["batch_id"] for c in completions if counts[c["callback_id"]] > 1}
+    assert len(duplicated_batches) <= 2 * allow_duplicate_batches, duplicated_batches
+    rates = {}
+    for spec in QUEUES:
+        mine = [c for c in completions if c["callback_id"].startswith(f"{spec.name}-")]
+        times = [c["time"] for c in mine]
+        assert max_in_window(times, spec.seconds) <= spec.max_throughput, spec
+        first_seen = sorted({c["callback_id"]: c["time"] for c in reversed(mine)}.values())
+        span = first_seen[-1] - first_seen[0]
+        rate = (len(first_seen) - spec.max_throughput) / span
+        rates[spec.name] = rate
+        assert rate == pytest.approx(spec.max_throughput / spec.seconds, rel=0.05), (spec, rate)
+    return rates
+
+
+@pytest.fixture
+def fake():
+    with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def installed(migrated_database, fake):
+    truncate_all()
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    app = create_app(
+        Settings.from_env(
+            service_env(HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
+        )
+    )
+    install_portal(app, fake)
+    return app
+
+
+@pytest.mark.parametrize("workers", [1, 4])
+def test_every_execution_completes_once_at_its_rate(installed, fake, tmp_path, workers):
+    stack = Stack(fake, tmp_path, workers)
+    try:
+        ids = send_webhooks(stack.base)
+        completions = wait_for_completions(fake, set(ids), timeout=60)
+    finally:
+        stack.stop()
+    assert sorted(c["callback_id"] for c in completions) == sorted(ids)  # exactly once
+    print("sustained rates:", check_rates(completions))
+
+
+def test_survives_a_killed_worker_and_a_redis_wipe(installed, fake, tmp_path):
+    stack = Stack(fake, tmp_path, workers=2)
+    try:
+        ids = send_webhooks(stack.base)
+        time.sleep(2.5)
+        kill_group(stack.workers[0], signal.SIGKILL)  # mid-run, maybe mid-batch
+        time.sleep(1.5)
+        redis.Redis.from_url(TEST_REDIS_URL).flushall()
+        stack.workers.append(stack.start_worker(9))
+        completions = wait_for_completions(fake, set(ids), timeout=90)
+    finally:
+        stack.stop()
+    assert {c["callback_id"] for c in completions} == set(ids)  # nothing lost
+    counts = Counter(c["callback_id"] for c in completions)
+    twice = {cid for cid, n in counts.items() if n > 1}
+    batches = {c["batch_id"] for c in completions if c["callback_id"] in twice}
+    assert len(batches) <= 2, f"more than one batch completed twice: {len(twice)} callbacks"
+    for spec in QUEUES:
+        times = [c["time"] for c in completions if c["callback_id"].startswith(f"{spec.name}-")]
+        assert max_in_window(times, spec.seconds) <= spec.max_throughput, spec
