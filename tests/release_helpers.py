@@ -84,3 +84,41 @@ def query(app: Flask, sql: str, **params):
 
 def queue_id(app: Flask) -> int:
     return query(app, "SELECT id FROM throttle_queues ORDER BY id LIMIT 1")[0][0]
+
+
+def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, prefix: str = "b"):
+    """A queue with `count` pending executions, written straight to PostgreSQL (fast setup for
+    release tests; admission has its own tests). Returns the queue id."""
+    with app.app_context():
+        queue = db.session.execute(
+            text(
+                "INSERT INTO throttle_queues (queue_key, portal_id, workflow_id, action_id,"
+                " max_throughput, period_seconds) VALUES (:key, :portal, 9, '1', :n, :t)"
+                " RETURNING id"
+            ),
+            {
+                "key": f"{PORTAL}:9:{prefix}",
+                "portal": PORTAL,
+                "n": max_throughput,
+                "t": period_seconds,
+            },
+        ).scalar_one()
+        db.session.execute(
+            text(
+                "INSERT INTO action_executions (callback_id, queue_id, portal_id, workflow_id,"
+                " action_id, max_throughput, period_seconds, hold_expires_at)"
+                " SELECT :prefix || '-' || n, :queue, :portal, 9, '1', :n, :t,"
+                " now() + interval '7 days' FROM generate_series(0, :count - 1) AS n"
+            ),
+            {
+                "prefix": prefix,
+                "queue": queue,
+                "portal": PORTAL,
+                "n": max_throughput,
+                "t": period_seconds,
+                "count": count,
+            },
+        )
+        db.session.commit()
+        db.session.remove()
+    return queue

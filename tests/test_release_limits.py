@@ -1,0 +1,115 @@
+"""HubSpot's limits on the real stack: 429s, 5xx bursts, a bad callback, a big backlog."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import pytest
+
+from tests.release_helpers import backlog, query
+from tests.test_release_e2e import Stack, fake, installed  # noqa: F401 (fixtures)
+from throttle_app.extensions import redis_client
+from throttle_app.release_schedule import ReleaseSchedule
+
+pytestmark = pytest.mark.slow
+
+
+def wake(app, queue: int) -> None:
+    with app.app_context():
+        ReleaseSchedule(redis_client()).wake([queue])
+
+
+def wait_until_done(app, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (left,) = query(
+            app, "SELECT count(*) FROM action_executions WHERE state IN ('pending', 'claimed')"
+        )[0]
+        if left == 0:
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"{left} of {count} executions still held after {timeout}s")
+
+
+def test_big_backlog_runs_at_the_bucket_allowance(installed, fake, tmp_path):
+    """10,000 held, rate 10,000/s: HubSpot's limit is the bottleneck, and we never trip it."""
+    queue = backlog(installed, 10_000, 10_000, 1)
+    stack = Stack(fake, tmp_path, workers=1)
+    try:
+        wake(installed, queue)
+        wait_until_done(installed, 10_000, timeout=40)
+    finally:
+        stack.stop()
+    completions = fake.completions()
+    stats = fake.stats()
+    batches = Counter(c["batch_id"] for c in completions)
+    times = sorted(c["time"] for c in completions)
+    elapsed = times[-1] - times[0]
+    calls = len(batches)
+    allowance = 10 + 9.5 * elapsed  # the bucket: capacity 10, 9.5 per second
+    print(
+        f"{len(completions)} completions in {elapsed:.2f}s = {len(completions) / elapsed:.0f}/s;"
+        f" {calls} calls, allowance {allowance:.1f}; avg batch {len(completions) / calls:.1f}"
+    )
+    assert len(completions) == 10_000
+    assert stats["rate_limited"] == 0
+    assert len(completions) / calls >= 90
+    assert calls >= 0.9 * allowance
+
+
+def test_429s_cost_no_attempt_and_completion_resumes(installed, fake, tmp_path):
+    queue = backlog(installed, 3_000, 10_000, 1)
+    stack = Stack(fake, tmp_path, workers=1)
+    try:
+        wake(installed, queue)
+        while len(fake.completions()) < 500:
+            time.sleep(0.05)
+        fake.set_faults(force_429={50467010: 1}, retry_after=2)  # HubSpot says "slow down"
+        wait_until_done(installed, 3_000, timeout=40)
+    finally:
+        stack.stop()
+    stats = fake.stats()
+    calls = sum(
+        sum(by_status.values())
+        for name, by_status in stats["calls"].items()
+        if name.startswith("complete")
+    )
+    assert stats["rate_limited"] == 1
+    assert stats["rate_limited"] / calls < 0.05
+    assert query(installed, "SELECT max(attempts) FROM action_executions")[0][0] == 0
+    times = sorted(c["time"] for c in fake.completions())
+    assert len(times) == 3_000
+    assert max(b - a for a, b in zip(times, times[1:], strict=False)) >= 1.9  # Retry-After held
+
+
+def test_a_5xx_burst_recovers(installed, fake, tmp_path):
+    queue = backlog(installed, 500, 10_000, 1)
+    fake.set_faults(fail_next=3, fail_next_status=503)
+    stack = Stack(fake, tmp_path, workers=1)
+    try:
+        wake(installed, queue)
+        wait_until_done(installed, 500, timeout=60)
+    finally:
+        stack.stop()
+    assert len({c["callback_id"] for c in fake.completions()}) == 500
+    (retried,) = query(installed, "SELECT count(*) FROM action_executions WHERE attempts = 1")[0]
+    assert retried == 300  # three batches of 100 failed once, then completed
+    assert (
+        query(installed, "SELECT count(*) FROM action_executions WHERE state = 'completed'")[0][0]
+        == 500
+    )
+
+
+def test_one_bad_callback_does_not_fail_its_99_neighbours(installed, fake, tmp_path):
+    queue = backlog(installed, 100, 100, 60)
+    fake.set_faults(bad_callback_ids=["b-42"])
+    stack = Stack(fake, tmp_path, workers=1)
+    try:
+        wake(installed, queue)
+        wait_until_done(installed, 100, timeout=30)
+    finally:
+        stack.stop()
+    states = dict(query(installed, "SELECT state, count(*) FROM action_executions GROUP BY 1"))
+    assert states == {"completed": 99, "failed": 1}
+    assert len(fake.completions()) == 99
