@@ -18,6 +18,7 @@ import redis
 from flask import Flask
 from sqlalchemy.engine import make_url
 
+from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.extensions import db
@@ -139,3 +140,26 @@ def redis_conn(redis_url: str) -> Iterator[redis.Redis]:
     conn.flushdb()
     yield conn
     conn.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeHubSpot]:
+    """The fake HubSpot on a loopback port, with the test app's client credentials."""
+    with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
+        yield server
+
+
+@pytest.fixture
+def installed(migrated_database: str, fake: FakeHubSpot) -> Flask:
+    """Empty tables and Redis db, an app pointed at the fake, and the portal installed."""
+    from tests.release_helpers import install_portal
+
+    truncate_all()
+    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
+    app = create_app(
+        Settings.from_env(
+            service_env(HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
+        )
+    )
+    install_portal(app, fake)
+    return app

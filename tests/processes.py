@@ -13,6 +13,9 @@ from pathlib import Path
 
 import requests
 
+from fake_hubspot import FakeHubSpot
+from tests.conftest import service_env
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -69,3 +72,34 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
+
+
+class Stack:
+    """The service's processes on loopback ports, against the test database and Redis."""
+
+    def __init__(self, fake: FakeHubSpot, tmp_path, workers: int) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = service_env(
+            PORT=str(self.port),
+            PUBLIC_BASE_URL=self.base,
+            HUBSPOT_API_BASE=fake.base_url,
+            HUBSPOT_APP_BASE=fake.base_url,
+            THROTTLE_LEASE_SECONDS="8",
+            THROTTLE_CLEANER_INTERVAL_SECONDS="2",
+            THROTTLE_HTTP_READ_TIMEOUT_SECONDS="3",
+            THROTTLE_WEB_WORKERS="2",
+            THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
+        )
+        self.tmp_path = tmp_path
+        self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
+        self.workers = [self.start_worker(n) for n in range(workers)]
+        self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
+        wait_for_http(f"{self.base}/api/health", process=self.web)
+
+    def start_worker(self, n: int):
+        return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
+
+    def stop(self) -> None:
+        for process in [self.web, self.scheduler, *self.workers]:
+            kill_group(process, signal.SIGTERM)

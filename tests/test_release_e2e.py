@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import bisect
 import json
-import os
 import signal
 import time
 from collections import Counter
@@ -18,12 +17,10 @@ import redis
 import requests
 
 from fake_hubspot import FakeHubSpot
-from tests.conftest import TEST_CLIENT_SECRET, TEST_REDIS_URL, service_env, truncate_all
+from tests.conftest import TEST_REDIS_URL
 from tests.hubspot_requests import execution_payload, signed_headers
-from tests.processes import free_port, kill_group, start_role, wait_for_http
-from tests.release_helpers import PORTAL, install_portal
-from throttle_app import create_app
-from throttle_app.config import Settings
+from tests.processes import Stack, kill_group
+from tests.release_helpers import PORTAL
 
 pytestmark = pytest.mark.slow
 
@@ -42,37 +39,6 @@ QUEUES = (
     QueueSpec("b", 102, 50, 1, 400),  # 50 per 1 s
     QueueSpec("c", 103, 10, 1, 100),  # 10 per 1 s
 )
-
-
-class Stack:
-    """The service's processes on loopback ports, against the test database and Redis."""
-
-    def __init__(self, fake: FakeHubSpot, tmp_path, workers: int) -> None:
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.env = service_env(
-            PORT=str(self.port),
-            PUBLIC_BASE_URL=self.base,
-            HUBSPOT_API_BASE=fake.base_url,
-            HUBSPOT_APP_BASE=fake.base_url,
-            THROTTLE_LEASE_SECONDS="8",
-            THROTTLE_CLEANER_INTERVAL_SECONDS="2",
-            THROTTLE_HTTP_READ_TIMEOUT_SECONDS="3",
-            THROTTLE_WEB_WORKERS="2",
-            THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
-        )
-        self.tmp_path = tmp_path
-        self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
-        self.workers = [self.start_worker(n) for n in range(workers)]
-        self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
-        wait_for_http(f"{self.base}/api/health", process=self.web)
-
-    def start_worker(self, n: int):
-        return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
-
-    def stop(self) -> None:
-        for process in [self.web, self.scheduler, *self.workers]:
-            kill_group(process, signal.SIGTERM)
 
 
 def send_webhooks(base: str) -> list[str]:
@@ -135,25 +101,6 @@ def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> di
         rates[spec.name] = rate
         assert rate == pytest.approx(spec.max_throughput / spec.seconds, rel=0.05), (spec, rate)
     return rates
-
-
-@pytest.fixture
-def fake():
-    with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
-        yield server
-
-
-@pytest.fixture
-def installed(migrated_database, fake):
-    truncate_all()
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
-    app = create_app(
-        Settings.from_env(
-            service_env(HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
-        )
-    )
-    install_portal(app, fake)
-    return app
 
 
 @pytest.mark.parametrize("workers", [1, 4])

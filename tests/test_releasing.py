@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
 
-from fake_hubspot import FakeHubSpot
-from tests.conftest import TEST_CLIENT_SECRET
 from tests.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
 from throttle_app import claims
 from throttle_app.extensions import current_settings, db
 from throttle_app.jobs import OAuthTokens, hubspot_client, release_schedule
 from throttle_app.releasing import Releaser
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
-        yield server
 
 
 @pytest.fixture
