@@ -1,0 +1,38 @@
+# Common commands; each one is a script you can also run directly.
+.PHONY: help run test test-fast lint format chart bench-intake bench-release demo smoke ci
+
+help:            ## list the commands
+	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
+
+run:             ## the whole service locally, with a fake HubSpot sandbox
+	bash scripts/run.sh
+
+test:            ## the whole test suite (real PostgreSQL and Redis)
+	bash scripts/test.sh
+
+test-fast:       ## the suite without the end-to-end tests that start processes
+	bash scripts/test.sh -m "not slow"
+
+lint:            ## ruff check and format check
+	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+
+format:          ## ruff format and autofix
+	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
+
+chart:           ## lint, render and validate the Helm chart offline
+	bash scripts/check_chart.sh
+
+bench-intake:    ## durable intake against its no-database ceiling (needs wrk)
+	.venv/bin/python scripts/bench_intake.py
+
+bench-release:   ## release throughput and rate accuracy against the fake HubSpot
+	.venv/bin/python scripts/bench_release.py
+
+demo:            ## install a sandbox portal and watch two queues release (needs `make run`)
+	.venv/bin/python scripts/demo.py
+
+smoke:           ## start the local stack, run the demo, stop it
+	bash scripts/smoke.sh
+
+ci:              ## what CI runs
+	bash .ci/run
