@@ -1,0 +1,105 @@
+"""The cleaner: expired leases come back (and push the next window), holds expire, queues with
+work are woken, old terminal rows are purged in batches."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from tests.release_helpers import backlog, query
+from throttle_app import cleaner
+from throttle_app.extensions import db, redis_client
+from throttle_app.release_schedule import WAKEUPS_KEY, ReleaseSchedule
+
+
+def run_clean(app):
+    with app.app_context():
+        try:
+            return cleaner.clean(db.session, ReleaseSchedule(redis_client()), timedelta(0))
+        finally:
+            db.session.remove()
+
+
+def test_expired_leases_return_and_count_as_possible_sends(installed):
+    queue = backlog(installed, 5, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+        " lease_expires_at = now() - interval '1 second'",
+    )
+    query(installed, "UPDATE throttle_queues SET window_period_seconds = 60")
+    report = run_clean(installed)
+    assert report.reclaimed == 5
+    assert (
+        query(
+            installed,
+            "SELECT count(*) FROM action_executions WHERE state = 'pending'"
+            " AND lease_owner IS NULL",
+        )[0][0]
+        == 5
+    )
+    (gap,) = query(
+        installed,
+        "SELECT extract(epoch FROM next_release_at - last_sent_at)"
+        " FROM throttle_queues WHERE id = :q",
+        q=queue,
+    )[0]
+    assert gap == 60  # the dead worker may have sent until its lease ended
+
+
+def test_live_leases_are_left_alone(installed):
+    backlog(installed, 3, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '1 minute'",
+    )
+    assert run_clean(installed).reclaimed == 0
+
+
+def test_holds_that_ran_out_expire_with_a_reason(installed):
+    backlog(installed, 4, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET hold_expires_at = now() - interval '1 second'"
+        " WHERE callback_id IN ('b-0', 'b-1')",
+    )
+    assert run_clean(installed).expired == 2
+    rows = query(
+        installed,
+        "SELECT callback_id, last_failure_reason FROM action_executions"
+        " WHERE state = 'expired' ORDER BY callback_id",
+    )
+    assert [r[0] for r in rows] == ["b-0", "b-1"]
+    assert all("hold expired" in r[1] for r in rows)
+
+
+def test_queues_with_work_are_woken_after_redis_lost_them(installed, redis_conn):
+    queue = backlog(installed, 2, 5, 60)
+    redis_conn.delete(WAKEUPS_KEY)
+    assert run_clean(installed).woken == 1
+    assert redis_conn.zscore(WAKEUPS_KEY, str(queue)) is not None
+
+
+def test_paused_queues_are_not_woken(installed, redis_conn):
+    backlog(installed, 2, 5, 60)
+    query(installed, "UPDATE throttle_queues SET paused = true")
+    assert run_clean(installed).woken == 0
+
+
+def test_purge_deletes_old_terminal_rows_in_batches(installed):
+    backlog(installed, 25, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'completed',"
+        " finished_at = now() - interval '40 days' WHERE callback_id <> 'b-0'",
+    )
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'completed', finished_at = now()"
+        " WHERE callback_id = 'b-0'",
+    )
+    with installed.app_context():
+        deleted = cleaner.purge(db.session, timedelta(days=35), batch_size=10)
+        db.session.remove()
+    assert deleted == 24
+    assert query(installed, "SELECT callback_id FROM action_executions") == [("b-0",)]
