@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -70,14 +69,24 @@ def reset(env: dict[str, str]) -> None:
         cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
     redis.Redis.from_url(REDIS).flushdb()
-    subprocess.run([sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
-                   env=env, cwd=ROOT, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    )
 
 
 def install(app, fake: FakeHubSpot) -> None:
     issued = fake.issue_tokens(PORTAL)
-    grant = TokenGrant(issued["access_token"], issued["refresh_token"], int(issued["expires_in"]),
-                       datetime.now(UTC), PORTAL)
+    grant = TokenGrant(
+        issued["access_token"],
+        issued["refresh_token"],
+        int(issued["expires_in"]),
+        datetime.now(UTC),
+        PORTAL,
+    )
     info = TokenInfo(PORTAL, "bench.example.com", "bench@example.com", ("automation",), 1, "bench")
     with app.app_context():
         oauth_tokens.store_install(grant, info)
@@ -105,9 +114,14 @@ def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
 
 def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, fake) -> float:
     processes = [
-        subprocess.Popen(["bash", "scripts/entrypoint.sh", "worker"], env=env, cwd=ROOT,
-                         start_new_session=True, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            ["bash", "scripts/entrypoint.sh", "worker"],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(workers)
     ]
     started = time.monotonic()
@@ -134,10 +148,12 @@ def throughput(env, app, fake, workers: int) -> None:
     elapsed = times[-1] - times[0]
     calls = len({c["batch_id"] for c in completions})
     allowance = 10 + 9.5 * elapsed
-    print(f"throughput: {len(completions)} completions in {elapsed:.2f}s ="
-          f" {len(completions) / elapsed:.0f}/s; {calls} calls against a bucket allowance of"
-          f" {allowance:.1f} ({calls / allowance:.0%}); average batch"
-          f" {len(completions) / calls:.1f}; 429s: {fake.stats()['rate_limited']}")
+    print(
+        f"throughput: {len(completions)} completions in {elapsed:.2f}s ="
+        f" {len(completions) / elapsed:.0f}/s; {calls} calls against a bucket allowance of"
+        f" {allowance:.1f} ({calls / allowance:.0%}); average batch"
+        f" {len(completions) / calls:.1f}; 429s: {fake.stats()['rate_limited']}"
+    )
 
 
 def rates(env, app, fake, workers: int) -> None:
@@ -149,9 +165,11 @@ def rates(env, app, fake, workers: int) -> None:
         times = sorted(c["time"] for c in completions if c["callback_id"].startswith(f"{name}-"))
         largest = max(bisect.bisect_left(times, x + t) - i for i, x in enumerate(times))
         sustained = (len(times) - n) / (times[-1] - times[0])
-        print(f"rates: {n} per {t}s: largest count in any {t}s window {largest} (N = {n});"
-              f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
-              f" ({sustained / (n / t) - 1:+.1%}); 429s: {fake.stats()['rate_limited']}")
+        print(
+            f"rates: {n} per {t}s: largest count in any {t}s window {largest} (N = {n});"
+            f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
+            f" ({sustained / (n / t) - 1:+.1%}); 429s: {fake.stats()['rate_limited']}"
+        )
 
 
 def main() -> None:
@@ -159,9 +177,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--scenario", choices=["throughput", "rates", "all"], default="all")
     args = parser.parse_args()
-    print(f"{args.workers} worker(s), {os.cpu_count()} cores; bucket 10 + 9.5/s per portal;"
-          " fake HubSpot limit 110 per 10 s")
-    for scenario in (["throughput", "rates"] if args.scenario == "all" else [args.scenario]):
+    print(
+        f"{args.workers} worker(s), {os.cpu_count()} cores; bucket 10 + 9.5/s per portal;"
+        " fake HubSpot limit 110 per 10 s"
+    )
+    for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
             env = environment(fake)
             reset(env)

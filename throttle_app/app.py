@@ -33,9 +33,13 @@ def create_app(settings: Settings | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
     from throttle_app.cli import register_cli
+    from throttle_app.dashboard import init_dashboard
+    from throttle_app.request_context import init_request_context
     from throttle_app.views import register_views
 
+    init_request_context(app)  # first: every later hook and view logs with the request id
     register_views(app, bench_endpoints=settings.bench_endpoints)
+    init_dashboard(app, settings)  # rq-dashboard at /rq, only with THROTTLE_DASHBOARD_PASSWORD
     register_cli(app)
     return app
 

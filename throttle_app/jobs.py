@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 from flask import Flask
@@ -17,6 +19,7 @@ from throttle_app import cleaner, oauth_tokens
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.client import HubSpotClient
 from throttle_app.logging_setup import log_context
+from throttle_app.metrics import worker_metrics
 from throttle_app.release_schedule import STALE_JOB_SECONDS, ReleaseSchedule
 from throttle_app.releasing import PortalUnavailable, Releaser
 from throttle_app.token_bucket import TokenBucket
@@ -84,9 +87,18 @@ def _heartbeat() -> None:
         job.heartbeat(datetime.now(UTC), ttl=STALE_JOB_SECONDS * 2)
 
 
+@contextmanager
+def _job_context(job: str, **fields: object) -> Iterator[None]:
+    """Log fields (the job, its RQ id, ...) and the job's duration and failure metrics."""
+    current = get_current_job()
+    job_id = current.id if current is not None else None
+    with log_context(job=job, job_id=job_id, **fields), worker_metrics.observe_job(job):
+        yield
+
+
 def release(queue_id: int) -> dict:
     """Release one queue for up to THROTTLE_RELEASE_JOB_SECONDS (the `releases` queue)."""
-    with job_app().app_context(), log_context(job="release", queue_id=queue_id):
+    with job_app().app_context(), _job_context("release", queue_id=queue_id):
         try:
             settings = current_settings()
             tokens = OAuthTokens(settings.retry_base_seconds)
@@ -98,14 +110,16 @@ def release(queue_id: int) -> dict:
                 tokens,
                 heartbeat=_heartbeat,
             )
-            return dataclasses.asdict(releaser.run(queue_id))
+            report = releaser.run(queue_id)
+            worker_metrics.count_releases(report)
+            return dataclasses.asdict(report)
         finally:
             db.session.remove()
 
 
 def clean() -> dict:
     """The periodic cleaner (the `maintenance` queue, on rq-scheduler)."""
-    with job_app().app_context(), log_context(job="clean"):
+    with job_app().app_context(), _job_context("clean"):
         try:
             lead = timedelta(milliseconds=current_settings().release_lead_ms)
             return dataclasses.asdict(cleaner.clean(db.session, release_schedule(), lead))
@@ -115,7 +129,7 @@ def clean() -> dict:
 
 def purge() -> int:
     """Delete terminal executions older than THROTTLE_RETENTION_DAYS (daily)."""
-    with job_app().app_context(), log_context(job="purge"):
+    with job_app().app_context(), _job_context("purge"):
         try:
             settings = current_settings()
             retention = timedelta(days=settings.retention_days)

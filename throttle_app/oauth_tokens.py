@@ -32,6 +32,7 @@ from throttle_app.config import Settings
 from throttle_app.crypto import DecryptionError, TokenCipher
 from throttle_app.extensions import current_settings, db
 from throttle_app.hubspot import oauth_api
+from throttle_app.metrics import worker_metrics
 from throttle_app.models import OAuthToken
 
 LOCK_NOT_AVAILABLE = "55P03"
@@ -176,11 +177,14 @@ def _refresh_locked(row: OAuthToken, settings: Settings, rejected: str | None) -
     try:
         grant = oauth_api.refresh(settings, _decrypt(row.refresh_token, row.portal_id))
     except oauth_api.InvalidGrant as exc:
+        worker_metrics.incr("token_refreshes_total", {"result": "invalid_grant"})
         _disconnect(row, exc.reason)
         return None
     except oauth_api.OAuthAPIError as exc:
+        worker_metrics.incr("token_refreshes_total", {"result": "failed"})
         log.warning("token refresh failed: %s", exc, extra={"portal_id": row.portal_id})
         return _fallback(row, current, rejected, str(exc))
+    worker_metrics.incr("token_refreshes_total", {"result": "refreshed"})
     cipher = token_cipher()
     row.access_token = cipher.encrypt(grant.access_token, row.portal_id)
     if grant.refresh_token:

@@ -19,6 +19,7 @@ from rq_scheduler import Scheduler
 
 from throttle_app.config import Settings
 from throttle_app.release_schedule import MAINTENANCE_QUEUE
+from workers.healthcheck import scheduler_instance_name
 
 log = logging.getLogger(__name__)
 PREFIX = "throttle-periodic-"
@@ -97,9 +98,9 @@ def main() -> None:
         connection=connection,
         interval=POLL_SECONDS,
         periodic=periodic,
+        name=scheduler_instance_name(),  # lets the liveness probe find this host's scheduler
     )
-    register(scheduler, periodic)
-    scheduler.run()
+    scheduler.run()  # registers the periodic jobs on its first poll, under rq-scheduler's lock
 
 
 if __name__ == "__main__":

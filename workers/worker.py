@@ -22,6 +22,8 @@ from throttle_app.jobs import job_app
 from throttle_app.release_schedule import ALL_QUEUES, RELEASES_QUEUE
 from workers.release_clock import run_clock
 
+WORKER_TTL_SECONDS = 60
+
 
 def main(argv: list[str]) -> None:
     names = argv or list(ALL_QUEUES)
@@ -41,7 +43,9 @@ def main(argv: list[str]) -> None:
         )
         clock.start()
     worker = SimpleWorker(
-        [Queue(name, connection=connection) for name in names], connection=connection
+        [Queue(name, connection=connection) for name in names],
+        connection=connection,
+        worker_ttl=WORKER_TTL_SECONDS,  # heartbeats this often: the liveness probe reads them
     )
     try:
         worker.work(with_scheduler=True, logging_level=settings.log_level)

@@ -10,12 +10,14 @@ bucket (invariant 4). Answers are turned into typed outcomes the release engine 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 
 import requests
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.http import hubspot_session, session_timeout
+from throttle_app.metrics import worker_metrics
 from throttle_app.token_bucket import TokenBucket
 
 log = logging.getLogger(__name__)
@@ -70,7 +72,12 @@ class HubSpotClient:
 
     def send(self, portal_id: int, method: str, path: str, access_token: str, body: object):
         """The one send path: bucket token, then the request with timeouts; typed failures."""
-        if not self._bucket.acquire(portal_id, max_wait=self._settings.max_inline_wait_seconds):
+        waited = _Waited()
+        acquired = self._bucket.acquire(
+            portal_id, max_wait=self._settings.max_inline_wait_seconds, sleep=waited.sleep
+        )
+        worker_metrics.bucket_waited(waited.seconds, acquired)
+        if not acquired:
             raise BucketWait(max(self._bucket.wait_time(portal_id), 0.05))
         try:
             response = hubspot_session().request(
@@ -81,13 +88,17 @@ class HubSpotClient:
                 timeout=session_timeout(self._settings),
             )
         except requests.Timeout:
+            worker_metrics.hubspot_call("timeout")
             raise Transient("timeout") from None
         except requests.RequestException as exc:
+            worker_metrics.hubspot_call("connection_error")
             raise Transient(f"connection error: {type(exc).__name__}") from None
         status = response.status_code
+        worker_metrics.hubspot_call(status)
         if status == 429:
             retry_after = self.retry_after(response.headers.get("Retry-After"))
             self._bucket.block(portal_id, retry_after)
+            worker_metrics.rate_limited(retry_after)
             log.warning("HubSpot 429 for portal %s: bucket blocked %.1fs", portal_id, retry_after)
             raise RateLimited(retry_after)
         if status == 401:
@@ -119,6 +130,17 @@ class HubSpotClient:
         }
         response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body)
         return _partial_errors(response)
+
+
+class _Waited:
+    """The bucket's sleep, measured (for the bucket wait metrics)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+        self.seconds += seconds
 
 
 def _partial_errors(response: requests.Response) -> dict[str, str]:

@@ -7,14 +7,14 @@ import logging
 from flask import Flask
 from werkzeug.exceptions import HTTPException
 
-from throttle_app.views import config_api, health, hubspot, oauth
+from throttle_app.views import config_api, health, hubspot, metrics, oauth
 from throttle_app.views.errors import json_error
 
 log = logging.getLogger(__name__)
 
 
 def register_views(app: Flask, bench_endpoints: bool = False) -> None:
-    for module in (hubspot, config_api, health, oauth):
+    for module in (hubspot, config_api, health, oauth, metrics):
         app.register_blueprint(module.bp)
     if bench_endpoints:
         from throttle_app.views import bench

@@ -6,10 +6,12 @@ import logging
 
 from flask import Blueprint, current_app, jsonify, request
 
+from throttle_app import metrics
 from throttle_app.admission import Admission, AdmissionUnavailable
 from throttle_app.execution_request import parse_execution_request
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.signatures import SignatureError, verify_request
+from throttle_app.logging_setup import bind
 from throttle_app.rates import FieldError
 from throttle_app.views.errors import json_error
 
@@ -18,6 +20,7 @@ log = logging.getLogger(__name__)
 
 
 @bp.post("/api/hubspot/action")
+@metrics.count_webhook
 def execution_request():
     settings = current_settings()
     body = request.get_data(cache=True)  # over MAX_CONTENT_LENGTH: 413
@@ -31,8 +34,10 @@ def execution_request():
         execution = parse_execution_request(body)
     except FieldError as exc:
         return json_error(400, str(exc), field=exc.field)
+    bind(portal_id=execution.portal_id, queue=execution.queue_key)
     try:
-        answer = admission().admit(execution)
+        with metrics.time_admission():
+            answer = admission().admit(execution)
     except AdmissionUnavailable as exc:
         current_app.logger.warning("admission unavailable: %s", exc)
         response, status = json_error(503, "temporarily unable to store the execution; retry")
@@ -40,6 +45,7 @@ def execution_request():
         return response, status
     if answer.conflict:
         return json_error(409, "callbackId already belongs to another queue", field="callbackId")
+    metrics.note_webhook_answer(answer)
     return jsonify({"outputFields": answer.output_fields()})
 
 

@@ -1,0 +1,125 @@
+"""rq-dashboard for operators, mounted in the web app at /rq behind HTTP basic auth.
+
+Mounted only when THROTTLE_DASHBOARD_PASSWORD is set (user THROTTLE_DASHBOARD_USERNAME, default
+`admin`); without a password /rq is a plain 404. rq-dashboard has no authentication of its own,
+so an app-level `before_request` guards every request routed to its blueprint (or under /rq):
+a hook on rq-dashboard's blueprint itself would be added to a module-level object once per
+`create_app()`, and Flask refuses that once the blueprint has been registered.
+
+Hardening around rq-dashboard 0.9.0, whose actions are unauthenticated, CSRF-unprotected POSTs:
+- `RQ_DASHBOARD_DISABLE_DELETE`: job delete and queue/registry "empty" answer
+  `{"status": "DISABLED"}` and their buttons are hidden;
+- a state-changing request (anything but GET/HEAD/OPTIONS) must come from the dashboard's own
+  origin when the browser says where it comes from (`Origin`, else `Referer`): a page on another
+  site cannot make an operator's browser, which replays basic-auth credentials by itself,
+  requeue or compact queues;
+- "requeue all" (a GET route in rq-dashboard) only answers POST, as its own page sends it.
+Credentials are compared in constant time; answers under /rq are never cached.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from flask import Flask, Response, jsonify, request
+
+from throttle_app.config import Settings
+
+URL_PREFIX = "/rq"
+BLUEPRINT = "rq_dashboard"
+REALM = "Throttle RQ dashboard"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+POST_ONLY_ENDPOINTS = frozenset({f"{BLUEPRINT}.requeue_all"})
+
+
+def init_dashboard(app: Flask, settings: Settings) -> bool:
+    """Mount rq-dashboard at /rq when a dashboard password is configured; True when mounted."""
+    if not settings.dashboard_password:
+        return False
+    import rq_dashboard
+    from rq_dashboard.web import setup_rq_connection
+
+    app.config.update(
+        RQ_DASHBOARD_REDIS_URL=_with_timeouts(settings.redis_url, settings.redis_timeout_seconds),
+        RQ_DASHBOARD_DISABLE_DELETE=True,
+    )
+    setup_rq_connection(app)  # one Redis client on the app; connects on first use
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
+    app.before_request(_guard(settings.dashboard_username, settings.dashboard_password))
+    app.after_request(_no_store)
+    return True
+
+
+def _with_timeouts(url: str, seconds: float) -> str:
+    """The Redis URL with socket timeouts (redis-py reads them from the query), so a stuck
+    Redis fails a dashboard request instead of holding it forever. Explicit ones are kept."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss"):
+        return url
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        query.setdefault(name, f"{seconds:g}")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _is_dashboard_request() -> bool:
+    path = request.path
+    return request.blueprint == BLUEPRINT or path == URL_PREFIX or path.startswith(URL_PREFIX + "/")
+
+
+def _guard(username: str, password: str) -> Callable[[], Response | None]:
+    expected_user = username.encode()
+    expected_password = password.encode()
+
+    def require_dashboard_credentials() -> Response | None:
+        if not _is_dashboard_request():
+            return None
+        auth = request.authorization
+        given_user = given_password = b""
+        if auth is not None and auth.type == "basic":
+            given_user = (auth.username or "").encode()
+            given_password = (auth.password or "").encode()
+        # Both comparisons always run: the answer's timing says nothing about which one failed.
+        user_ok = hmac.compare_digest(given_user, expected_user)
+        password_ok = hmac.compare_digest(given_password, expected_password)
+        if not (user_ok and password_ok):
+            return _challenge()
+        if request.endpoint in POST_ONLY_ENDPOINTS and request.method != "POST":
+            response = _refuse(405, "this dashboard action needs POST")
+            response.headers["Allow"] = "POST"
+            return response
+        if request.method not in SAFE_METHODS and not _same_origin():
+            return _refuse(403, "cross-origin dashboard action refused")
+        return None
+
+    return require_dashboard_credentials
+
+
+def _same_origin() -> bool:
+    """False when the browser names another origin; True when it names ours or none (curl)."""
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if not source or source == "null":
+        return source is None
+    parts = urlsplit(source)
+    return parts.scheme == request.scheme and parts.netloc == request.host
+
+
+def _challenge() -> Response:
+    response = jsonify({"error": "authentication required"})
+    response.status_code = 401
+    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
+    return response
+
+
+def _refuse(status: int, message: str) -> Response:
+    response = jsonify({"error": message})
+    response.status_code = status
+    return response
+
+
+def _no_store(response: Response) -> Response:
+    if _is_dashboard_request():
+        response.headers["Cache-Control"] = "no-store"
+    return response
