@@ -80,6 +80,7 @@ class Admission:
         self._connections: list = []
         self._hold = hold
         self._hold_iso = format_iso_duration(hold)
+        self._block = Answer(BLOCK, hold=self._hold_iso, created=True)  # immutable, shared
         self._deadline = deadline_seconds
         self._after_commit = after_commit
         self._committer: GroupCommitter[ExecutionRequest, Answer] = GroupCommitter(
@@ -132,13 +133,17 @@ class Admission:
             conn.invalidate()  # a broken or half-used connection never goes back to the pool
             self._known.clear()
             raise
+        if self._after_commit and inserted:
+            self._after_commit(sorted({queues[first[cid].queue_key] for cid in inserted}))
+        if len(inserted) == len(requests):  # the common batch: all new, no duplicates
+            return [self._block] * len(requests)
         answers = []
         answered_first: set[str] = set()
         for request in requests:
             cid = request.callback_id
             if cid in inserted and cid not in answered_first:
                 answered_first.add(cid)
-                answers.append(Answer(BLOCK, hold=self._hold_iso, created=True))
+                answers.append(self._block)
                 continue
             # A redelivery, or the same callbackId twice in one batch (then: as stored now).
             queue_id, state, remaining = stored.get(cid) or (
@@ -150,8 +155,6 @@ class Admission:
                 answers.append(Answer(None, conflict=True))
             else:
                 answers.append(answer_for_stored(state, remaining))
-        if self._after_commit and inserted:
-            self._after_commit(sorted({queues[first[cid].queue_key] for cid in inserted}))
         return answers
 
     def _queue_ids(self, cur, requests: Iterable[ExecutionRequest]) -> dict[str, int]:
@@ -194,15 +197,16 @@ SELECT id, queue_key, max_throughput, period_seconds
 FROM throttle_queues WHERE queue_key = ANY(%s)
 """
 
-# The batch travels as one JSON parameter: one quoted string for psycopg2 to send, however many
-# rows (per-row or per-element adaptation cost more Python time than the insert itself).
+# The batch travels as one JSON parameter (an array of row arrays): one quoted string for
+# psycopg2 to send, however many rows (per-row or per-element adaptation cost more Python time
+# than the insert itself).
 _INSERT_EXECUTIONS = """
 INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,
    max_throughput, period_seconds, hold_expires_at)
-SELECT c, q, p, w, a, o, t, m, s, now() + %s
-FROM json_to_recordset(%s::json) AS u(c varchar, q bigint, p bigint, w bigint, a varchar,
-                                       o bigint, t varchar, m int, s int)
+SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::bigint, r->>4, (r->>5)::bigint,
+       r->>6, (r->>7)::int, (r->>8)::int, now() + %s
+FROM json_array_elements(%s::json) AS r
 ON CONFLICT (callback_id) DO NOTHING
 RETURNING callback_id
 """
@@ -241,17 +245,17 @@ def _insert_executions(
     cur, requests: Iterable[ExecutionRequest], queues: dict[str, int], hold: timedelta
 ) -> set[str]:
     rows = [
-        {
-            "c": r.callback_id,
-            "q": queues[r.queue_key],
-            "p": r.portal_id,
-            "w": r.workflow_id,
-            "a": r.action_id,
-            "o": r.object_id,
-            "t": r.object_type,
-            "m": r.rate.max_throughput,
-            "s": r.rate.period_seconds,
-        }
+        (
+            r.callback_id,
+            queues[r.queue_key],
+            r.portal_id,
+            r.workflow_id,
+            r.action_id,
+            r.object_id,
+            r.object_type,
+            r.rate.max_throughput,
+            r.rate.period_seconds,
+        )
         for r in requests
     ]
     cur.execute(_INSERT_EXECUTIONS, (hold, json.dumps(rows)))

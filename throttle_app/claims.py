@@ -63,7 +63,7 @@ _LOCK_QUEUE = text(
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     WHERE q.id = :queue_id
-    FOR UPDATE OF q
+    FOR NO KEY UPDATE OF q
     """
 )
 

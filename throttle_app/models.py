@@ -15,7 +15,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     String,
@@ -110,9 +109,11 @@ class ActionExecution(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     callback_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    queue_id: Mapped[int] = mapped_column(
-        BigInteger, ForeignKey("throttle_queues.id", ondelete="CASCADE"), nullable=False
-    )
+    # The queue's id. No foreign key, on purpose: admission writes the queue row before its
+    # executions and queues are never deleted, and an FK check would lock the queue row
+    # (FOR KEY SHARE) for every admitted execution, making intake and release claims queue
+    # behind each other on the hottest row of the system.
+    queue_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     workflow_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     action_id: Mapped[str] = mapped_column(String(64), nullable=False)

@@ -12,6 +12,7 @@ wiped) is restored by the cleaner from PostgreSQL, and a spare one is harmless.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -163,3 +164,38 @@ def _stale(job: Job) -> bool:
     if beat.tzinfo is None:
         beat = beat.replace(tzinfo=UTC)
     return (datetime.now(UTC) - beat).total_seconds() > STALE_JOB_SECONDS
+
+
+class WakeBatcher:
+    """Coalesces the web's wake-ups: the queues of many admission batches, one Redis call.
+
+    `add` returns at once; a timer (a greenlet under gevent) sends the collected queue ids
+    `delay` seconds later. Best effort: a lost wake-up is restored by the cleaner.
+    """
+
+    def __init__(self, schedule: ReleaseSchedule, delay: float = 0.02) -> None:
+        self._schedule = schedule
+        self._delay = delay
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._timer_set = False
+
+    def add(self, queue_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._pending.update(queue_ids)
+            if self._timer_set:
+                return
+            self._timer_set = True
+        timer = threading.Timer(self._delay, self.flush)
+        timer.daemon = True
+        timer.start()
+
+    def flush(self) -> None:
+        with self._lock:
+            queue_ids, self._pending, self._timer_set = self._pending, set(), False
+        if not queue_ids:
+            return
+        try:
+            self._schedule.wake_unscheduled(sorted(queue_ids))
+        except Exception as exc:  # Redis trouble must never fail an admission
+            log.warning("could not wake queues %s: %s", sorted(queue_ids), exc)

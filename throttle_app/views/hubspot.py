@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
+import json
 import logging
 
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, request
 
 from throttle_app import metrics
-from throttle_app.admission import Admission, AdmissionUnavailable
+from throttle_app.admission import Admission, AdmissionUnavailable, Answer
 from throttle_app.execution_request import parse_execution_request
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.signatures import SignatureError, verify_request
@@ -46,7 +48,14 @@ def execution_request():
     if answer.conflict:
         return json_error(409, "callbackId already belongs to another queue", field="callbackId")
     metrics.note_webhook_answer(answer)
-    return jsonify({"outputFields": answer.output_fields()})
+    return Response(answer_body(answer), mimetype="application/json")
+
+
+@functools.lru_cache(maxsize=1024)
+def answer_body(answer: Answer) -> bytes:
+    """The JSON body for an answer. Nearly every answer is the same BLOCK with the full hold,
+    so the serialized bytes are kept instead of being encoded again for every request."""
+    return json.dumps({"outputFields": answer.output_fields()}, separators=(",", ":")).encode()
 
 
 def signed_uri() -> str:
@@ -79,15 +88,8 @@ def admission() -> Admission:
 
 
 def _waker():
-    """After a batch commits: wake its queues' release jobs (best effort: the cleaner repairs)."""
-    from throttle_app.release_schedule import ReleaseSchedule
+    """After a batch commits: wake its queues' release jobs (coalesced; the cleaner repairs)."""
+    from throttle_app.release_schedule import ReleaseSchedule, WakeBatcher
 
     schedule = ReleaseSchedule(redis_client(), job_timeout=current_settings().job_timeout_seconds)
-
-    def wake(queue_ids: list[int]) -> None:
-        try:
-            schedule.wake_unscheduled(queue_ids)
-        except Exception as exc:  # Redis trouble must never turn a stored execution into a 503
-            log.warning("could not wake queues %s: %s", queue_ids, exc)
-
-    return wake
+    return WakeBatcher(schedule).add
