@@ -110,6 +110,8 @@ class Admission:
             # Autocommit: each statement below is atomic and durable when it returns, and the
             # common batch is one statement: one round trip, no BEGIN/COMMIT pair.
             conn.driver_connection.autocommit = True
+            with conn.cursor() as cur:  # planned once per connection, not once per batch
+                cur.execute(_PREPARE_INSERT)
             self._connections.append(conn)
         return conn
 
@@ -205,11 +207,13 @@ INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,
    max_throughput, period_seconds, hold_expires_at)
 SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::bigint, r->>4, (r->>5)::bigint,
-       r->>6, (r->>7)::int, (r->>8)::int, now() + %s
-FROM json_array_elements(%s::json) AS r
+       r->>6, (r->>7)::int, (r->>8)::int, now() + $1
+FROM json_array_elements($2) AS r
 ON CONFLICT (callback_id) DO NOTHING
 RETURNING callback_id
 """
+# Prepared once per writer connection: the batch statement is planned once, not per batch.
+_PREPARE_INSERT = f"PREPARE throttle_admit (interval, json) AS {_INSERT_EXECUTIONS}"
 
 
 def _upsert_queues(cur, latest: dict[str, ExecutionRequest]) -> dict[str, tuple[int, int, int]]:
@@ -258,7 +262,7 @@ def _insert_executions(
         )
         for r in requests
     ]
-    cur.execute(_INSERT_EXECUTIONS, (hold, json.dumps(rows)))
+    cur.execute("EXECUTE throttle_admit (%s, %s)", (hold, json.dumps(rows)))
     return {row[0] for row in cur.fetchall()}
 
 
