@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
@@ -19,6 +20,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 log = logging.getLogger(__name__)
+WATCHDOG_SECONDS = 0.1
 
 
 class CommitTimeout(Exception):
@@ -26,10 +28,11 @@ class CommitTimeout(Exception):
 
 
 class _Slot(Generic[T, R]):
-    __slots__ = ("done", "error", "item", "result")
+    __slots__ = ("deadline", "done", "error", "item", "result")
 
-    def __init__(self, item: T) -> None:
+    def __init__(self, item: T, deadline: float) -> None:
         self.item = item
+        self.deadline = deadline
         self.done = threading.Event()
         self.result: R | None = None
         self.error: BaseException | None = None
@@ -59,17 +62,22 @@ class GroupCommitter(Generic[T, R]):
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
         self._closed = False
+        # Deadlines are enforced by one watchdog for all waiters, not by a timer per request.
+        self._waiting: set[_Slot[T, R]] = set()
 
     def submit(self, item: T, timeout: float) -> R:
         """Queue `item`, wait for its batch to commit, return its result (or raise)."""
         if self._closed:
             raise RuntimeError(f"{self._name} is closed")
         self._ensure_writers()
-        slot: _Slot[T, R] = _Slot(item)
+        slot: _Slot[T, R] = _Slot(item, time.monotonic() + timeout)
+        self._waiting.add(slot)
         self._pending.append(slot)
         self._wakeup.set()
-        if not slot.done.wait(timeout):
-            raise CommitTimeout(f"{self._name}: no commit within {timeout:.1f}s")
+        try:
+            slot.done.wait()
+        finally:
+            self._waiting.discard(slot)
         if slot.error is not None:
             raise slot.error
         return slot.result  # type: ignore[return-value]
@@ -89,12 +97,21 @@ class GroupCommitter(Generic[T, R]):
             if self._threads:
                 return
             # Started lazily, so a forking server (gunicorn) starts them in each worker.
-            for index in range(self._writers):
-                thread = threading.Thread(
-                    target=self._run, name=f"{self._name}-{index}", daemon=True
-                )
+            targets = [(self._run, f"{self._name}-{n}") for n in range(self._writers)]
+            for target, name in [*targets, (self._watch_deadlines, f"{self._name}-watchdog")]:
+                thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
+
+    def _watch_deadlines(self) -> None:
+        """Fail every waiter whose deadline passed (its item may still commit later)."""
+        while not self._closed:
+            time.sleep(WATCHDOG_SECONDS)
+            now = time.monotonic()
+            for slot in list(self._waiting):
+                if now > slot.deadline and not slot.done.is_set():
+                    slot.error = CommitTimeout(f"{self._name}: no commit before the deadline")
+                    slot.done.set()
 
     def _take_batch(self) -> list[_Slot[T, R]] | None:
         """Wait for items; return up to max_batch of them, or None once closed and drained."""
@@ -119,11 +136,13 @@ class GroupCommitter(Generic[T, R]):
             try:
                 results = self._write_batch([slot.item for slot in batch])
                 for slot, result in zip(batch, results, strict=True):
-                    slot.result = result
+                    if not slot.done.is_set():  # not already failed by the watchdog
+                        slot.result = result
             except Exception as exc:  # every waiter must hear about the failure
                 log.warning("%s: batch of %d failed: %s", self._name, len(batch), exc)
                 for slot in batch:
-                    slot.error = exc
+                    if not slot.done.is_set():
+                        slot.error = exc
             finally:
                 for slot in batch:
                     slot.done.set()

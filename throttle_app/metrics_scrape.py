@@ -23,6 +23,7 @@ from throttle_app.metrics import (
     WEB_REGISTRY,
     WORKER_METRICS,
     RedisMetrics,
+    flush_web_metrics,
     label_values,
     multiprocess_mode,
     web_metrics,
@@ -48,6 +49,7 @@ def scrape_registry(engine: Engine, connection: redis.Redis, timeout_ms: int) ->
     over every worker's files; otherwise they are this process's own."""
     registry = CollectorRegistry(auto_describe=False)
     web_metrics()  # every webhook series exists, at 0, from the first scrape on
+    flush_web_metrics()  # this process's latest counts; other workers flush within a second
     if multiprocess_mode():
         multiprocess.MultiProcessCollector(registry)
     else:
