@@ -31,9 +31,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench_support import SECRET, fresh_database, service_env  # noqa: E402
+
 from throttle_app.hubspot.signatures import v2_signature  # noqa: E402
 
-SECRET = "bench-client-secret"
 BENCH_DB = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench"
 )
@@ -78,34 +79,14 @@ end
 """
 
 
-def reset_database() -> None:
-    name = BENCH_DB.rsplit("/", 1)[1]
-    admin = psycopg2.connect(BENCH_DB.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-
-
 def server_env(port: int) -> dict[str, str]:
-    import base64
-
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": BENCH_DB,
-        "REDIS_URL": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
-        "HUBSPOT_CLIENT_ID": "bench",
-        "HUBSPOT_CLIENT_SECRET": SECRET,
-        "SECRET_KEY": "bench-secret-key",
-        "TOKEN_ENCRYPTION_KEY": base64.b64encode(b"b" * 32).decode(),
-        "PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
-        "PORT": str(port),
-        "THROTTLE_BENCH_ENDPOINTS": "true",
-        "THROTTLE_LOG_LEVEL": "WARNING",
-    }
+    return service_env(
+        BENCH_DB,
+        os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+        PORT=str(port),
+        THROTTLE_BENCH_ENDPOINTS="true",
+    )
 
 
 def write_requests(path: Path, count: int, url: str) -> None:
@@ -171,15 +152,8 @@ def main() -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
 
-    reset_database()
     env = server_env(args.port)
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    fresh_database(env)
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
         ["bash", "scripts/entrypoint.sh", "web"],

@@ -14,7 +14,6 @@ Two scenarios, each from a fresh benchmark database:
 from __future__ import annotations
 
 import argparse
-import base64
 import bisect
 import os
 import signal
@@ -25,10 +24,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
-import redis
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench_support import SECRET, fresh_database, service_env  # noqa: E402
 
 from fake_hubspot import FakeHubSpot  # noqa: E402
 from throttle_app import create_app, oauth_tokens  # noqa: E402
@@ -40,42 +40,10 @@ from throttle_app.release_schedule import ReleaseSchedule  # noqa: E402
 DB = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 PORTAL = 50467010
-SECRET = "bench-client-secret"
 
 
 def environment(fake: FakeHubSpot) -> dict[str, str]:
-    return {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": DB,
-        "REDIS_URL": REDIS,
-        "HUBSPOT_CLIENT_ID": "bench",
-        "HUBSPOT_CLIENT_SECRET": SECRET,
-        "HUBSPOT_API_BASE": fake.base_url,
-        "HUBSPOT_APP_BASE": fake.base_url,
-        "SECRET_KEY": "bench-secret-key",
-        "TOKEN_ENCRYPTION_KEY": base64.b64encode(b"b" * 32).decode(),
-        "THROTTLE_LOG_LEVEL": "WARNING",
-    }
-
-
-def reset(env: dict[str, str]) -> None:
-    name = DB.rsplit("/", 1)[1]
-    admin = psycopg2.connect(DB.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
-    redis.Redis.from_url(REDIS).flushdb()
-    subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
-        env=env,
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-    )
+    return service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
 
 
 def install(app, fake: FakeHubSpot) -> None:
@@ -184,7 +152,7 @@ def main() -> None:
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
             env = environment(fake)
-            reset(env)
+            fresh_database(env)
             app = create_app(Settings.from_env(env))
             install(app, fake)
             {"throughput": throughput, "rates": rates}[scenario](env, app, fake, args.workers)

@@ -48,20 +48,25 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def _ensure_database(url: str) -> None:
+def _connect(url: str, database: str | None = None):
     parsed = make_url(url)
-    admin = psycopg2.connect(
+    return psycopg2.connect(
         host=parsed.host,
         port=parsed.port or 5432,
         user=parsed.username,
         password=parsed.password,
-        dbname="postgres",
+        dbname=database or parsed.database,
     )
+
+
+def _ensure_database(url: str) -> None:
+    name = make_url(url).database
+    admin = _connect(url, "postgres")
     admin.autocommit = True
     with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (parsed.database,))
+        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
         if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{parsed.database}"')
+            cur.execute(f'CREATE DATABASE "{name}"')
     admin.close()
 
 
@@ -79,14 +84,7 @@ def migrated_database() -> str:
 
 
 def truncate_all(url: str = TEST_DATABASE_URL) -> None:
-    parsed = make_url(url)
-    conn = psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=parsed.database,
-    )
+    conn = _connect(url)
     with conn, conn.cursor() as cur:
         cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     conn.close()
