@@ -49,9 +49,7 @@ class Claim:
 
 @dataclass(frozen=True)
 class Idle:
-    """Nothing to claim now; `wake_at` is when to look again (None: wait to be woken)."""
-
-    wake_at: datetime | None
+    """Nothing to claim now (`next_look` says when to look again)."""
 
 
 _LOCK_QUEUE = text(
@@ -110,7 +108,7 @@ def claim_next(
     queue = session.execute(_LOCK_QUEUE, {"queue_id": queue_id}).one_or_none()
     if queue is None or queue.paused:
         session.rollback()
-        return Idle(None)
+        return Idle()
     now = queue.now
     budget, opens, period = queue.window_budget, queue.window_opens_at, queue.window_period_seconds
     if queue.draining:
@@ -123,7 +121,7 @@ def claim_next(
         limit = min(budget, batch_size)
     else:
         session.rollback()
-        return Idle(queue.next_release_at - lead)
+        return Idle()
     owner = uuid.uuid4()
     rows = sorted(  # oldest first: RETURNING keeps no order
         ClaimedRow(r.id, r.callback_id, r.outcome, r.attempts)
@@ -134,7 +132,7 @@ def claim_next(
     )
     if not rows:
         session.rollback()  # a window with nothing to send is not opened
-        return Idle(None)
+        return Idle()
     if not queue.draining:
         session.execute(
             text(

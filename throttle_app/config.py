@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from throttle_app.crypto import InvalidKeyError, parse_keys
-from throttle_app.durations import format_iso_duration, parse_iso_duration
+from throttle_app.durations import parse_iso_duration
 
 REQUIRED = (
     "DATABASE_URL",
@@ -108,10 +108,6 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     proxy_fix_hops: int = 0
-
-    @property
-    def hold_duration_iso(self) -> str:
-        return format_iso_duration(self.hold_duration)
 
     @property
     def secrets(self) -> tuple[str, ...]:

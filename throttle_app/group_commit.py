@@ -115,18 +115,19 @@ class GroupCommitter(Generic[T, R]):
 
     def _take_batch(self) -> list[_Slot[T, R]] | None:
         """Wait for items; return up to max_batch of them, or None once closed and drained."""
-        while not self._pending:
-            if self._closed:
-                return None
-            self._wakeup.wait(1.0)
-            self._wakeup.clear()
-        batch = []
-        while self._pending and len(batch) < self._max_batch:
-            try:
-                batch.append(self._pending.popleft())
-            except IndexError:  # another writer took the last one
-                break
-        return batch or self._take_batch()
+        batch: list[_Slot[T, R]] = []
+        while not batch:
+            while not self._pending:
+                if self._closed:
+                    return None
+                self._wakeup.wait(1.0)
+                self._wakeup.clear()
+            while self._pending and len(batch) < self._max_batch:
+                try:
+                    batch.append(self._pending.popleft())
+                except IndexError:  # another writer took the last one
+                    break
+        return batch
 
     def _run(self) -> None:
         while True:

@@ -27,10 +27,6 @@ class Rate:
     max_throughput: int
     period_seconds: int
 
-    @property
-    def per_second(self) -> float:
-        return self.max_throughput / self.period_seconds
-
 
 def positive_int(field: str, value: object) -> int:
     """A positive integer given as a JSON number or a numeric string ("50", 50, 50.0)."""

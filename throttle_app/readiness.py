@@ -34,7 +34,6 @@ def check_database(engine: Engine, timeout_seconds: float) -> tuple[bool, bool, 
                     conn.execute(text("SELECT version_num FROM alembic_version")).scalars()
                 )
             except Exception:
-                conn.rollback()
                 return True, False, "schema is not migrated (run `flask db upgrade`)"
             finally:
                 conn.rollback()

@@ -101,13 +101,6 @@ class ReleaseSchedule:
         """Block until a new wake-up is added or `timeout` seconds pass (a release clock)."""
         self.connection.blpop([NUDGE_KEY], timeout=max(timeout, 0.001))
 
-    def wake_at(self, queue_id: int, when: datetime, now: datetime) -> None:
-        self.wake([queue_id], (when - now).total_seconds())
-
-    def pending_wakeups(self) -> dict[int, float]:
-        """queue id -> due time (ms since the epoch); for the cleaner and operators."""
-        return {int(m): s for m, s in self.connection.zrange(WAKEUPS_KEY, 0, -1, withscores=True)}
-
     def promote_due(self, limit: int = 100) -> float | None:
         """Enqueue the release jobs that are due; return seconds until the next wake-up."""
         *due, next_ms = self._promote(keys=[WAKEUPS_KEY], args=[limit])

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -55,7 +55,6 @@ class ReleaseReport:
     given_back: int = 0
     stopped: str | None = None
     next_run_in: float | None = None
-    events: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
