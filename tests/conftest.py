@@ -48,7 +48,8 @@ def service_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def _connect(url: str, database: str | None = None):
+def connect_test_database(url: str = TEST_DATABASE_URL, database: str | None = None):
+    """A psycopg2 connection to the test database (or another `database` on its server)."""
     parsed = make_url(url)
     return psycopg2.connect(
         host=parsed.host,
@@ -61,7 +62,7 @@ def _connect(url: str, database: str | None = None):
 
 def _ensure_database(url: str) -> None:
     name = make_url(url).database
-    admin = _connect(url, "postgres")
+    admin = connect_test_database(url, "postgres")
     admin.autocommit = True
     with admin.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
@@ -84,7 +85,7 @@ def migrated_database() -> str:
 
 
 def truncate_all(url: str = TEST_DATABASE_URL) -> None:
-    conn = _connect(url)
+    conn = connect_test_database(url)
     with conn, conn.cursor() as cur:
         cur.execute(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     conn.close()
@@ -145,6 +146,17 @@ def fake() -> Iterator[FakeHubSpot]:
     """The fake HubSpot on a loopback port, with the test app's client credentials."""
     with FakeHubSpot(client_id="test-client-id", client_secret=TEST_CLIENT_SECRET) as server:
         yield server
+
+
+@pytest.fixture
+def build(make_app: Callable[..., Flask], fake: FakeHubSpot) -> Callable[..., Flask]:
+    """Build apps (settings overrides as keywords) that talk to the fake HubSpot."""
+
+    def build_app(**overrides) -> Flask:
+        pointed = {"hubspot_api_base": fake.base_url, "hubspot_app_base": fake.base_url}
+        return make_app(**(pointed | overrides))
+
+    return build_app
 
 
 @pytest.fixture

@@ -3,50 +3,19 @@
 from __future__ import annotations
 
 import http.client
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import psycopg2
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy.engine import make_url
 
 from fake_hubspot import FakeHubSpot
-from tests.conftest import TEST_CLIENT_SECRET, TEST_DATABASE_URL
+from tests.conftest import connect_test_database
 from throttle_app import oauth_tokens
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 
 CLIENT_ID = "test-client-id"
 PORTAL = 50467010
-
-
-def running_fake(**settings: object) -> Iterator[FakeHubSpot]:
-    """A started fake HubSpot that knows the tests' client id and secret."""
-    with FakeHubSpot(client_id=CLIENT_ID, client_secret=TEST_CLIENT_SECRET, **settings) as hub:
-        yield hub
-
-
-def wire(app: Flask) -> Flask:
-    """Register the OAuth blueprint and commands unless create_app already does."""
-    from throttle_app.oauth_cli import register_oauth_cli
-    from throttle_app.views import oauth
-
-    if "oauth" not in app.blueprints:
-        app.register_blueprint(oauth.bp)
-    if "tokens" not in app.cli.commands:
-        register_oauth_cli(app)
-    return app
-
-
-def app_builder(make_app: Callable[..., Flask], fake: FakeHubSpot) -> Callable[..., Flask]:
-    """Build wired apps that talk to ``fake``."""
-
-    def build(**overrides: object) -> Flask:
-        settings = {"hubspot_api_base": fake.base_url, "hubspot_app_base": fake.base_url}
-        return wire(make_app(**(settings | overrides)))
-
-    return build
 
 
 def start_install(client: FlaskClient) -> str:
@@ -110,16 +79,9 @@ def seed_portal(
     return grant
 
 
-def _connect():
-    url = make_url(TEST_DATABASE_URL)
-    return psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, dbname=url.database
-    )
-
-
 def sql(statement: str, *params: object) -> list[tuple]:
     """Run one statement on its own connection and commit; the rows it returns, if any."""
-    conn = _connect()
+    conn = connect_test_database()
     try:
         with conn, conn.cursor() as cur:
             cur.execute(statement, params)
@@ -139,7 +101,7 @@ def set_expiry(portal_id: int, remaining: timedelta) -> None:
 
 def raw_row(portal_id: int) -> dict[str, object]:
     """Every column of the portal's row, exactly as stored."""
-    conn = _connect()
+    conn = connect_test_database()
     try:
         with conn, conn.cursor() as cur:
             cur.execute("SELECT * FROM oauth_tokens WHERE portal_id = %s", (portal_id,))
@@ -153,7 +115,7 @@ def raw_row(portal_id: int) -> dict[str, object]:
 
 def hold_row_lock(portal_id: int):
     """A connection holding the portal row's lock (FOR UPDATE) until it is rolled back."""
-    conn = _connect()
+    conn = connect_test_database()
     cur = conn.cursor()
     cur.execute("SELECT 1 FROM oauth_tokens WHERE portal_id = %s FOR UPDATE", (portal_id,))
     return conn

@@ -14,14 +14,12 @@ from sqlalchemy.exc import OperationalError
 from tests.oauth_helpers import (
     CLIENT_ID,
     PORTAL,
-    app_builder,
     consent,
     install,
     local,
     query_param,
     raw_row,
     refresh_calls,
-    running_fake,
     set_expiry,
     start_install,
 )
@@ -29,16 +27,6 @@ from tests.processes import free_port
 from throttle_app import oauth_tokens
 from throttle_app.crypto import TokenCipher
 from throttle_app.logging_setup import configure_logging, redacting_filter
-
-
-@pytest.fixture
-def fake():
-    yield from running_fake()
-
-
-@pytest.fixture
-def build(make_app, fake):
-    return app_builder(make_app, fake)
 
 
 @pytest.fixture

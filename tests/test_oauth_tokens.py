@@ -12,11 +12,9 @@ from sqlalchemy import text
 
 from tests.oauth_helpers import (
     PORTAL,
-    app_builder,
     hold_row_lock,
     raw_row,
     refresh_calls,
-    running_fake,
     seed_portal,
     set_expiry,
     sql,
@@ -36,16 +34,6 @@ from throttle_app.oauth_tokens import (
 )
 
 SOON = timedelta(seconds=60)  # inside the 5-minute refresh margin, still valid
-
-
-@pytest.fixture
-def fake():
-    yield from running_fake()
-
-
-@pytest.fixture
-def build(make_app, fake):
-    return app_builder(make_app, fake)
 
 
 @pytest.fixture

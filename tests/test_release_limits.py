@@ -16,32 +16,32 @@ from throttle_app.release_schedule import ReleaseSchedule
 pytestmark = pytest.mark.slow
 
 
-def wake(app, queue: int) -> None:
-    with app.app_context():
-        ReleaseSchedule(redis_client()).wake([queue])
-
-
-def wait_until_done(app, count: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        (left,) = query(
-            app, "SELECT count(*) FROM action_executions WHERE state IN ('pending', 'claimed')"
-        )[0]
-        if left == 0:
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"{left} of {count} executions still held after {timeout}s")
+def release_all(app, fake, tmp_path, queue: int, timeout: float, meanwhile=None) -> None:
+    """Run the real stack (one worker) until every execution of `queue` is released;
+    `meanwhile()` runs once the release has started."""
+    stack = Stack(fake, tmp_path, workers=1)
+    try:
+        with app.app_context():
+            ReleaseSchedule(redis_client()).wake([queue])
+        if meanwhile is not None:
+            meanwhile()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (left,) = query(
+                app, "SELECT count(*) FROM action_executions WHERE state IN ('pending', 'claimed')"
+            )[0]
+            if left == 0:
+                return
+            time.sleep(0.25)
+        raise AssertionError(f"{left} executions still held after {timeout}s")
+    finally:
+        stack.stop()
 
 
 def test_big_backlog_runs_at_the_bucket_allowance(installed, fake, tmp_path):
     """10,000 held, rate 10,000/s: HubSpot's limit is the bottleneck, and we never trip it."""
     queue = backlog(installed, 10_000, 10_000, 1)
-    stack = Stack(fake, tmp_path, workers=1)
-    try:
-        wake(installed, queue)
-        wait_until_done(installed, 10_000, timeout=40)
-    finally:
-        stack.stop()
+    release_all(installed, fake, tmp_path, queue, timeout=40)
     completions = fake.completions()
     stats = fake.stats()
     batches = Counter(c["batch_id"] for c in completions)
@@ -61,15 +61,13 @@ def test_big_backlog_runs_at_the_bucket_allowance(installed, fake, tmp_path):
 
 def test_429s_cost_no_attempt_and_completion_resumes(installed, fake, tmp_path):
     queue = backlog(installed, 3_000, 10_000, 1)
-    stack = Stack(fake, tmp_path, workers=1)
-    try:
-        wake(installed, queue)
+
+    def slow_down_after_500() -> None:
         while len(fake.completions()) < 500:
             time.sleep(0.05)
         fake.set_faults(force_429={50467010: 1}, retry_after=2)  # HubSpot says "slow down"
-        wait_until_done(installed, 3_000, timeout=40)
-    finally:
-        stack.stop()
+
+    release_all(installed, fake, tmp_path, queue, timeout=40, meanwhile=slow_down_after_500)
     stats = fake.stats()
     calls = sum(
         sum(by_status.values())
@@ -87,12 +85,7 @@ def test_429s_cost_no_attempt_and_completion_resumes(installed, fake, tmp_path):
 def test_a_5xx_burst_recovers(installed, fake, tmp_path):
     queue = backlog(installed, 500, 10_000, 1)
     fake.set_faults(fail_next=3, fail_next_status=503)
-    stack = Stack(fake, tmp_path, workers=1)
-    try:
-        wake(installed, queue)
-        wait_until_done(installed, 500, timeout=60)
-    finally:
-        stack.stop()
+    release_all(installed, fake, tmp_path, queue, timeout=60)
     assert len({c["callback_id"] for c in fake.completions()}) == 500
     (retried,) = query(installed, "SELECT count(*) FROM action_executions WHERE attempts = 1")[0]
     assert retried == 300  # three batches of 100 failed once, then completed
@@ -105,12 +98,7 @@ def test_a_5xx_burst_recovers(installed, fake, tmp_path):
 def test_one_bad_callback_does_not_fail_its_99_neighbours(installed, fake, tmp_path):
     queue = backlog(installed, 100, 100, 60)
     fake.set_faults(bad_callback_ids=["b-42"])
-    stack = Stack(fake, tmp_path, workers=1)
-    try:
-        wake(installed, queue)
-        wait_until_done(installed, 100, timeout=30)
-    finally:
-        stack.stop()
+    release_all(installed, fake, tmp_path, queue, timeout=30)
     states = dict(query(installed, "SELECT state, count(*) FROM action_executions GROUP BY 1"))
     assert states == {"completed": 99, "failed": 1}
     assert len(fake.completions()) == 99

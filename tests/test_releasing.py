@@ -14,10 +14,8 @@ from throttle_app.releasing import Releaser
 
 
 @pytest.fixture
-def engine_app(make_app, fake):
-    app = make_app(
-        hubspot_api_base=fake.base_url,
-        hubspot_app_base=fake.base_url,
+def engine_app(build, fake):
+    app = build(
         release_lead_ms=0,
         max_inline_wait_seconds=0.5,
         http_read_timeout_seconds=2.0,
@@ -146,10 +144,8 @@ def test_a_bad_callback_is_isolated_and_its_neighbours_complete(engine_app, fake
     assert sorted(c["callback_id"] for c in fake.completions()) == sorted(set(ids) - {ids[6]})
 
 
-def test_attempt_limit_completes_with_fail_continue(make_app, fake):
-    app = make_app(
-        hubspot_api_base=fake.base_url,
-        hubspot_app_base=fake.base_url,
+def test_attempt_limit_completes_with_fail_continue(build, fake):
+    app = build(
         max_attempts=2,
         retry_base_seconds=0.01,
         retry_max_seconds=0.01,

@@ -14,10 +14,8 @@ import pytest
 from tests.conftest import TEST_KEY, service_env
 from tests.oauth_helpers import (
     PORTAL,
-    app_builder,
     hold_row_lock,
     raw_row,
-    running_fake,
     seed_portal,
     sql,
 )
@@ -33,16 +31,6 @@ from throttle_app.oauth_tokens import (
 OLD = base64.b64decode(TEST_KEY)
 NEW = b"n" * 32
 PORTALS = (101, 102, 103, 104, 105)
-
-
-@pytest.fixture
-def fake():
-    yield from running_fake()
-
-
-@pytest.fixture
-def build(make_app, fake):
-    return app_builder(make_app, fake)
 
 
 def key_ids(portal_id: int) -> tuple[str, str]:
