@@ -98,6 +98,9 @@ class Releaser:
 
     def run(self, queue_id: int) -> ReleaseReport:
         report = ReleaseReport()
+        # One token lookup per run, not per batch: a run lasts release_job_seconds, and the
+        # store never hands out a token with less than 30 s left. A 401 replaces it.
+        self.token: str | None = None
         deadline = time.monotonic() + self.settings.release_job_seconds
         stop: _Stop | None = None
         while time.monotonic() < deadline:
@@ -134,7 +137,7 @@ class Releaser:
 
     def _deliver(self, claim: Claim, lease_deadline: float, report: ReleaseReport) -> _Stop | None:
         try:
-            token = self.tokens.access_token_for(claim.portal_id)
+            token = self.token or self.tokens.access_token_for(claim.portal_id)
         except PortalUnavailable as exc:
             report.given_back += claims.give_back(self.session, claim, claim.rows)
             return _unavailable(exc)
@@ -143,7 +146,9 @@ class Releaser:
             by_outcome.setdefault(row.outcome, []).append(row)
         pending = list(by_outcome.items())
         for index, (state, rows) in enumerate(pending):
-            stop = _Sender(self, claim, token, lease_deadline, report).send(rows, state)
+            sender = _Sender(self, claim, token, lease_deadline, report)
+            stop = sender.send(rows, state)
+            self.token = token = sender.token  # refreshed after a 401, if it was
             if stop is not None:
                 rest = [row for _, later in pending[index + 1 :] for row in later]
                 if rest:
