@@ -1,6 +1,7 @@
 """gunicorn settings for the web process, taken from throttle_app.config (one place for settings).
 
-gevent workers; psycopg2 made cooperative in each worker (post_fork); no --preload, because
+gevent workers (throttle_app/web_worker.py: gunicorn's, made fair across keep-alive connections);
+psycopg2 made cooperative in each worker (post_fork); no --preload, because
 SQLAlchemy engines are not fork safe. Starting the master checks every setting, so a missing
 secret stops the service with one line before any worker starts.
 
@@ -25,7 +26,7 @@ from throttle_app.logging_setup import JsonFormatter, redacting_filter
 _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = "gevent"
+worker_class = "throttle_app.web_worker.FairGeventWorker"  # gevent, fair across connections
 workers = _settings.web_workers
 worker_connections = _settings.web_connections
 timeout = _settings.web_timeout_seconds

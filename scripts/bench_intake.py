@@ -5,9 +5,12 @@ endpoint enabled, then loads it with wrk twice in the same run:
   1. the ceiling: POST /api/bench/ceiling (read body, hash it, parse JSON, answer; no database);
   2. the intake: POST /api/hubspot/action with unique, pre-signed execution requests
      (each is verified, validated and committed to PostgreSQL before its answer).
-Prints requests/s, p50 and p99 latency for both and the durable/ceiling ratio.
+Prints requests/s, p50 and p99 latency for both and the durable/ceiling ratio. Then does the same
+again with gunicorn's stock gevent worker instead of the service's fair one
+(throttle_app/web_worker.py), so both workers' figures come from the same run.
 
     python scripts/bench_intake.py [--seconds 10] [--connections 50] [--threads 2]
+                                   [--no-stock-worker]
 
 Needs wrk (apt-get install wrk), PostgreSQL and Redis (scripts/services.sh starts them).
 """
@@ -141,18 +144,14 @@ def run_wrk(base: str, path: str, requests_file: Path, args: argparse.Namespace)
     return figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=int, default=10)
-    parser.add_argument("--connections", type=int, default=50)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--requests", type=int, default=80_000, help="unique signed requests")
-    args = parser.parse_args()
-    if shutil.which("wrk") is None:
-        sys.exit("wrk is not installed: apt-get install -y wrk")
+STOCK_WORKER = "gevent"  # gunicorn's own gevent worker, for comparison with the service's
 
+
+def measure(args: argparse.Namespace, worker_class: str | None) -> dict[str, dict]:
+    """Start the web role on a fresh database; load the ceiling, then the durable intake."""
     env = server_env(args.port)
+    if worker_class:
+        env["GUNICORN_CMD_ARGS"] = f"--worker-class {worker_class}"
     fresh_database(env)
     base = f"http://127.0.0.1:{args.port}"
     server = subprocess.Popen(
@@ -173,31 +172,63 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "requests.tsv"
             write_requests(file, args.requests, f"{base}/api/hubspot/action")
-            run_wrk(
-                base, "/api/bench/ceiling", file, argparse.Namespace(**{**vars(args), "seconds": 2})
-            )
+            warmup = argparse.Namespace(**{**vars(args), "seconds": 2})
+            run_wrk(base, "/api/bench/ceiling", file, warmup)
             ceiling = run_wrk(base, "/api/bench/ceiling", file, args)
             durable = run_wrk(base, "/api/hubspot/action", file, args)
         stored = psycopg2.connect(BENCH_DB)
         with stored, stored.cursor() as cur:
             cur.execute("SELECT count(*) FROM action_executions")
-            rows = cur.fetchone()[0]
+            durable["rows"] = cur.fetchone()[0]
         stored.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)
+    return {"ceiling": ceiling, "durable": durable}
+
+
+def report(title: str, run: dict[str, dict]) -> None:
+    print(title)
+    for name, key in (("ceiling (no database)", "ceiling"), ("durable intake", "durable")):
+        figures = run[key]
+        print(
+            f"  {name:24s} {figures['rps']:8.0f} req/s   p50 {figures['p50_ms']:7.2f} ms   "
+            f"p99 {figures['p99_ms']:8.2f} ms   errors {figures['errors']}"
+        )
+    durable = run["durable"]
+    print(f"  rows committed during the intake run: {durable['rows']}", end=" ")
+    print(f"(answers: {durable['requests']})")
+    print(f"  durable / ceiling = {durable['rps'] / run['ceiling']['rps']:.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--requests", type=int, default=80_000, help="unique signed requests")
+    parser.add_argument(
+        "--no-stock-worker",
+        action="store_true",
+        help="skip the second server with gunicorn's stock gevent worker",
+    )
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install -y wrk")
+
+    service = measure(args, None)
+    stock = None if args.no_stock_worker else measure(args, STOCK_WORKER)
 
     print(
-        f"gunicorn -k gevent, 2 workers; wrk -t{args.threads} -c{args.connections} "
+        f"gunicorn, 2 gevent workers; wrk -t{args.threads} -c{args.connections} "
         f"-d{args.seconds}s; {os.cpu_count()} cores"
     )
-    for name, figures in (("ceiling (no database)", ceiling), ("durable intake", durable)):
-        print(
-            f"{name:24s} {figures['rps']:8.0f} req/s   p50 {figures['p50_ms']:6.2f} ms   "
-            f"p99 {figures['p99_ms']:6.2f} ms   errors {figures['errors']}"
-        )
-    print(f"rows committed during the intake run: {rows} (answers: {durable['requests']})")
-    print(f"durable / ceiling = {durable['rps'] / ceiling['rps']:.2f}")
+    report("the service's worker (gunicorn.conf.py: FairGeventWorker)", service)
+    if stock is not None:
+        report("gunicorn's stock gevent worker (-k gevent), for comparison", stock)
+        ratio = service["durable"]["rps"] / stock["ceiling"]["rps"]
+        print(f"durable (service's worker) / ceiling (stock worker) = {ratio:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,37 @@
+"""The web process's gunicorn worker: gunicorn's gevent worker, fair across keep-alive connections.
+
+gevent only switches greenlets when one has to wait. gunicorn's gevent worker serves a keep-alive
+connection in a loop (answer, read the next request, answer, ...), and when the client's next
+request is already there the read does not wait, so that greenlet never yields: one busy
+connection keeps the whole worker while requests on its other connections sit unread. Measured
+with scripts/bench_intake.py (50 connections, 2 workers): 24 of each worker's 25 connections
+waited while one was served, p99 latency 1.4-3.5 s and some of wrk's 10 s timeouts. HubSpot
+keeps connections open too, so this would be HubSpot's own calls timing out behind each other.
+
+`FairGeventWorker` yields once after every answered request, so every connection with a request
+waiting is served before the same connection again. It also helps the durable intake (whose
+requests wait for their commit anyway): the next request on a connection has usually arrived by
+the time its greenlet runs again, so reading it no longer needs a trip through the event loop.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+import gevent
+from gunicorn.http.message import Request
+from gunicorn.workers.ggevent import GeventWorker
+
+__all__ = ["FairGeventWorker"]
+
+
+class FairGeventWorker(GeventWorker):
+    """`gunicorn -k throttle_app.web_worker.FairGeventWorker`: yields after every request."""
+
+    def handle_request(
+        self, listener_name: Any, req: Request, sock: socket.socket, addr: Any
+    ) -> bool | None:
+        keep_alive = super().handle_request(listener_name, req, sock, addr)
+        gevent.sleep(0)  # to the back of the run queue: other connections go first
+        return keep_alive
