@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psycopg2
@@ -144,6 +145,56 @@ def run_wrk(base: str, path: str, requests_file: Path, args: argparse.Namespace)
     return figures
 
 
+def pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _stat(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().rsplit(")", 1)[1].split()
+
+
+def parent_of(pid: int) -> int | None:
+    try:
+        return int(_stat(pid)[1])
+    except OSError:
+        return None
+
+
+def cpu_seconds(selected: list[int]) -> float:
+    """User + system CPU time the processes have used so far (from /proc)."""
+    ticks = 0
+    for pid in selected:
+        try:
+            fields = _stat(pid)
+        except OSError:  # it exited
+            continue
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids() -> list[int]:
+    found = []
+    for pid in pids():
+        try:
+            with open(f"/proc/{pid}/comm") as comm:
+                if comm.read().strip() == "postgres":
+                    found.append(pid)
+        except OSError:
+            continue
+    return found
+
+
+def with_cpu(web: list[int], load: Callable[[], dict]) -> dict:
+    """Run `load` and add the CPU microseconds per request of the web workers and PostgreSQL."""
+    before_web, before_pg, pg = cpu_seconds(web), cpu_seconds(postgres_pids()), postgres_pids()
+    figures = load()
+    pg = sorted(set(pg) | set(postgres_pids()))  # backends that started during the run count
+    figures["web_us"] = (cpu_seconds(web) - before_web) / figures["requests"] * 1e6
+    figures["pg_us"] = (cpu_seconds(pg) - before_pg) / figures["requests"] * 1e6
+    return figures
+
+
 STOCK_WORKER = "gevent"  # gunicorn's own gevent worker, for comparison with the service's
 
 
@@ -174,8 +225,9 @@ def measure(args: argparse.Namespace, worker_class: str | None) -> dict[str, dic
             write_requests(file, args.requests, f"{base}/api/hubspot/action")
             warmup = argparse.Namespace(**{**vars(args), "seconds": 2})
             run_wrk(base, "/api/bench/ceiling", file, warmup)
-            ceiling = run_wrk(base, "/api/bench/ceiling", file, args)
-            durable = run_wrk(base, "/api/hubspot/action", file, args)
+            web = [pid for pid in pids() if parent_of(pid) == server.pid]
+            ceiling = with_cpu(web, lambda: run_wrk(base, "/api/bench/ceiling", file, args))
+            durable = with_cpu(web, lambda: run_wrk(base, "/api/hubspot/action", file, args))
         stored = psycopg2.connect(BENCH_DB)
         with stored, stored.cursor() as cur:
             cur.execute("SELECT count(*) FROM action_executions")
@@ -192,8 +244,9 @@ def report(title: str, run: dict[str, dict]) -> None:
     for name, key in (("ceiling (no database)", "ceiling"), ("durable intake", "durable")):
         figures = run[key]
         print(
-            f"  {name:24s} {figures['rps']:8.0f} req/s   p50 {figures['p50_ms']:7.2f} ms   "
-            f"p99 {figures['p99_ms']:8.2f} ms   errors {figures['errors']}"
+            f"  {name:22s} {figures['rps']:6.0f} req/s  p50 {figures['p50_ms']:6.2f} ms  "
+            f"p99 {figures['p99_ms']:7.2f} ms  errors {figures['errors']}  "
+            f"CPU/request: web {figures['web_us']:3.0f} us, PostgreSQL {figures['pg_us']:2.0f} us"
         )
     durable = run["durable"]
     print(f"  rows committed during the intake run: {durable['rows']}", end=" ")
