@@ -251,6 +251,8 @@ def report(title: str, run: dict[str, dict]) -> None:
     durable = run["durable"]
     print(f"  rows committed during the intake run: {durable['rows']}", end=" ")
     print(f"(answers: {durable['requests']})")
+    if durable["requests"] > durable["rows"]:
+        print("  WARNING: more answers than unique requests: the rest were replays (--requests)")
     print(f"  durable / ceiling = {durable['rps'] / run['ceiling']['rps']:.2f}")
 
 
@@ -260,13 +262,19 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=8765)
-    parser.add_argument("--requests", type=int, default=80_000, help="unique signed requests")
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=None,
+        help="unique signed requests (default: 8000 per second of load, more than it answers)",
+    )
     parser.add_argument(
         "--no-stock-worker",
         action="store_true",
         help="skip the second server with gunicorn's stock gevent worker",
     )
     args = parser.parse_args()
+    args.requests = args.requests or 8000 * args.seconds
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: apt-get install -y wrk")
 
