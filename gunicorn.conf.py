@@ -32,6 +32,9 @@ worker_connections = _settings.web_connections
 timeout = _settings.web_timeout_seconds
 graceful_timeout = _settings.web_graceful_timeout_seconds
 keepalive = 5
+# No gunicornc control socket: its default path is per user, not per server, so every master on a
+# host (tests, benchmarks, a dev stack) would share it; pods are managed through Kubernetes.
+control_socket_disable = True
 preload_app = False
 accesslog = "-"
 errorlog = "-"
