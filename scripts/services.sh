@@ -15,7 +15,8 @@ apt_install() {
 
 if ! pg_up; then
     command -v pg_ctlcluster >/dev/null 2>&1 || apt_install postgresql postgresql-client
-    version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+    version=$(find /etc/postgresql -mindepth 1 -maxdepth 1 -type d -printf '%f\n' 2>/dev/null |
+        sort -V | tail -n 1)
     if [[ -z "${version}" ]]; then
         echo "services: PostgreSQL is installed but has no cluster in /etc/postgresql" >&2
         exit 1
