@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import redis
 import requests
 
 from fake_hubspot import FakeHubSpot
-from tests.conftest import service_env
+from tests.conftest import TEST_REDIS_URL, service_env
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,13 +77,47 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
         process.wait(5)
 
 
+@contextlib.contextmanager
+def private_redis(tmp_path: Path) -> Iterator[str]:
+    """A Redis server of its own on a free loopback port, for tests that FLUSHALL: the shared
+    server's other databases (a developer's stack, another suite) are never touched."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is missing: bash scripts/services.sh installs it"
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        cwd=tmp_path,
+        stdout=open(tmp_path / "redis.log", "wb"),  # noqa: SIM115 (closed with the process)
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
 class Stack:
     """The service's processes on loopback ports, against the test database and Redis."""
 
-    def __init__(self, fake: FakeHubSpot, tmp_path, workers: int) -> None:
+    def __init__(
+        self, fake: FakeHubSpot, tmp_path, workers: int, redis_url: str | None = None
+    ) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
+        self.redis_url = redis_url or TEST_REDIS_URL
         self.env = service_env(
+            REDIS_URL=self.redis_url,
             PORT=str(self.port),
             PUBLIC_BASE_URL=self.base,
             HUBSPOT_API_BASE=fake.base_url,

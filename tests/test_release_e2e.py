@@ -9,6 +9,7 @@ import json
 import signal
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -17,9 +18,8 @@ import redis
 import requests
 
 from fake_hubspot import FakeHubSpot
-from tests.conftest import TEST_REDIS_URL
 from tests.hubspot_requests import execution_payload, signed_headers
-from tests.processes import Stack, kill_group
+from tests.processes import Stack, kill_group, private_redis
 from tests.release_helpers import PORTAL
 
 pytestmark = pytest.mark.slow
@@ -115,14 +115,21 @@ def test_every_execution_completes_once_at_its_rate(installed, fake, tmp_path, w
     print("sustained rates:", check_rates(completions))
 
 
-def test_survives_a_killed_worker_and_a_redis_wipe(installed, fake, tmp_path):
-    stack = Stack(fake, tmp_path, workers=2)
+@pytest.fixture
+def own_redis(tmp_path) -> Iterator[str]:
+    """FLUSHALL wipes every database of a server: this stack gets a Redis server of its own."""
+    with private_redis(tmp_path) as url:
+        yield url
+
+
+def test_survives_a_killed_worker_and_a_redis_wipe(installed, fake, tmp_path, own_redis):
+    stack = Stack(fake, tmp_path, workers=2, redis_url=own_redis)
     try:
         ids = send_webhooks(stack.base)
         time.sleep(2.5)
         kill_group(stack.workers[0], signal.SIGKILL)  # mid-run, maybe mid-batch
         time.sleep(1.5)
-        redis.Redis.from_url(TEST_REDIS_URL).flushall()
+        redis.Redis.from_url(own_redis).flushall()
         stack.workers.append(stack.start_worker(9))
         completions = wait_for_completions(fake, set(ids), timeout=90)
     finally:
