@@ -28,10 +28,10 @@ from throttle_app.oauth_tokens import (
     PortalNotInstalled,
     TokenUnavailable,
     access_token_for,
-    list_portals,
     mark_disconnected,
     refresh_after_unauthorized,
 )
+from throttle_app.token_admin import list_portals
 
 SOON = timedelta(seconds=60)  # inside the 5-minute refresh margin, still valid
 

@@ -17,7 +17,7 @@ import click
 from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 
-from throttle_app import oauth_tokens
+from throttle_app import token_admin
 from throttle_app.cli import throttle_cli
 
 tokens_cli = AppGroup("tokens", help="Manage the encrypted OAuth tokens.")
@@ -33,7 +33,7 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
-def portal_line(portal: oauth_tokens.PortalStatus) -> str:
+def portal_line(portal: token_admin.PortalStatus) -> str:
     """One line: portal, domain, connection state, token expiry, key ids."""
     if portal.connected:
         state = f"connected (installed {_when(portal.installed_at)})"
@@ -50,7 +50,7 @@ def portal_line(portal: oauth_tokens.PortalStatus) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per portal per line.")
 @with_appcontext
 def portals_command(as_json: bool) -> None:
-    found = oauth_tokens.list_portals()
+    found = token_admin.list_portals()
     for portal in found:
         click.echo(json.dumps(portal.to_json()) if as_json else portal_line(portal))
     if not found and not as_json:
@@ -60,7 +60,7 @@ def portals_command(as_json: bool) -> None:
 @tokens_cli.command("rotate", help="Re-encrypt every stored token under the first key.")
 @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
 def rotate_command(batch_size: int) -> None:
-    report = oauth_tokens.rotate_keys(batch_size=batch_size)
+    report = token_admin.rotate_keys(batch_size=batch_size)
     click.echo(f"re-encrypted {report.rotated} portal(s) under key {report.key_id}")
     if report.failed:
         portals = ", ".join(map(str, report.failed))

@@ -1,8 +1,9 @@
-"""Each portal's OAuth tokens: install, a valid access token on demand, disconnects, key rotation.
+"""Each portal's OAuth tokens: install, a valid access token on demand, disconnects.
 
 Tokens are stored encrypted (crypto.py: AES-256-GCM, the portal id as associated data, the key id
 in the value). Every function here runs in its own short transaction on its own connection
-(`Session(db.engine)`), never in the caller's `db.session`, and commits its own work.
+(`own_transaction`), never in the caller's `db.session`, and commits its own work. Listing
+portals and re-encrypting under a new key are in token_admin.py.
 
 Refresh protocol (one refresh per portal at a time, across processes and hosts): read the row; if
 the token has more than `token_refresh_margin_seconds` left, use it. Otherwise lock the row
@@ -16,21 +17,18 @@ from __future__ import annotations
 
 import hmac
 import logging
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from throttle_app.config import Settings
 from throttle_app.crypto import DecryptionError, TokenCipher
-from throttle_app.extensions import current_settings, db
+from throttle_app.extensions import current_settings, own_transaction
 from throttle_app.hubspot import oauth_api
 from throttle_app.metrics import worker_metrics
 from throttle_app.models import OAuthToken
@@ -81,13 +79,6 @@ def token_cipher() -> TokenCipher:
     return cipher
 
 
-@contextmanager
-def _transaction() -> Iterator[Session]:
-    """A private session and transaction on its own connection: commits on success."""
-    with Session(db.engine, expire_on_commit=False) as session, session.begin():
-        yield session
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -99,7 +90,7 @@ def _lock_row(session: Session, portal_id: int, timeout_ms: int) -> OAuthToken |
 
 
 def _read_row(portal_id: int) -> OAuthToken:
-    with _transaction() as session:
+    with own_transaction() as session:
         row = session.scalars(select(OAuthToken).where(OAuthToken.portal_id == portal_id)).first()
     return _connected(row, portal_id)
 
@@ -156,7 +147,7 @@ def refresh_after_unauthorized(portal_id: int, rejected_token: str) -> str:
 def _refresh(portal_id: int, rejected: str | None) -> str:
     settings = current_settings()
     try:
-        with _transaction() as session:
+        with own_transaction() as session:
             locked = _lock_row(session, portal_id, settings.token_lock_timeout_ms)
             row = _connected(locked, portal_id)
             token = _refresh_locked(row, settings, rejected)
@@ -223,7 +214,7 @@ def _disconnect(row: OAuthToken, reason: str) -> None:
 
 def mark_disconnected(portal_id: int, reason: str) -> bool:
     """Mark the portal disconnected (keeps the first time and reason). True if it was connected."""
-    with _transaction() as session:
+    with own_transaction() as session:
         result = session.execute(
             update(OAuthToken)
             .where(OAuthToken.portal_id == portal_id, OAuthToken.disconnected_at.is_(None))
@@ -266,7 +257,7 @@ def store_install(grant: oauth_api.TokenGrant, info: oauth_api.TokenInfo) -> Ins
         "disconnect_reason": None,
         "updated_at": now,
     }
-    with _transaction() as session:
+    with own_transaction() as session:
         before = _lock_row(session, portal_id, current_settings().token_lock_timeout_ms)
         statement = insert(OAuthToken).values(portal_id=portal_id, created_at=now, **values)
         session.execute(
@@ -278,123 +269,3 @@ def store_install(grant: oauth_api.TokenGrant, info: oauth_api.TokenInfo) -> Ins
         extra={"portal_id": portal_id, "hub_domain": info.hub_domain, "reconnected": reconnected},
     )
     return InstalledPortal(portal_id, info.hub_domain, reconnected)
-
-
-@dataclass(frozen=True)
-class PortalStatus:
-    """One portal as operators see it (no token, no ciphertext)."""
-
-    portal_id: int
-    hub_domain: str | None
-    installed_by: str | None
-    scopes: str | None
-    installed_at: datetime
-    disconnected_at: datetime | None
-    disconnect_reason: str | None
-    expires_at: datetime
-    refreshed_at: datetime | None
-    key_ids: tuple[str, ...]  # the key ids of the stored values, e.g. ("1a2b3c4d",)
-
-    @property
-    def connected(self) -> bool:
-        return self.disconnected_at is None
-
-    def to_json(self) -> dict[str, object]:
-        fields = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in vars(self).items()}
-        return {**fields, "connected": self.connected, "key_ids": list(self.key_ids)}
-
-
-def _key_id(stored: str) -> str:
-    parts = stored.split(".")
-    return parts[1] if len(parts) == 3 else "?"
-
-
-def list_portals() -> list[PortalStatus]:
-    """Every portal with an install, ordered by portal id."""
-    with _transaction() as session:
-        rows = session.scalars(select(OAuthToken).order_by(OAuthToken.portal_id)).all()
-    return [
-        PortalStatus(
-            portal_id=row.portal_id,
-            hub_domain=row.hub_domain,
-            installed_by=row.installed_by,
-            scopes=row.scopes,
-            installed_at=row.created_at,
-            disconnected_at=row.disconnected_at,
-            disconnect_reason=row.disconnect_reason,
-            expires_at=row.expires_at,
-            refreshed_at=row.refreshed_at,
-            key_ids=tuple(dict.fromkeys(map(_key_id, (row.access_token, row.refresh_token)))),
-        )
-        for row in rows
-    ]
-
-
-@dataclass(frozen=True)
-class RotationReport:
-    key_id: str  # the key every rotated value is now encrypted under
-    rotated: int
-    failed: tuple[int, ...]  # portals whose values no configured key decrypts
-    remaining: int  # rows still under another key (failed, or locked during every pass)
-
-
-def rotate_keys(
-    batch_size: int = 100, passes: int = 3, pause_seconds: float = 0.5
-) -> RotationReport:
-    """Re-encrypt every row not yet under the first TOKEN_ENCRYPTION_KEY, one commit per batch.
-
-    Safe while the service runs: rows locked by a refresh are skipped (SKIP LOCKED) and retried
-    in a later pass. Every process must already run with the new key list first, or a refresh
-    in a process with the old list writes under the old key again.
-    """
-    cipher, rotated, failed = token_cipher(), 0, set[int]()
-    remaining = 0
-    for number in range(passes):
-        rotated += _rotation_pass(cipher, batch_size, failed)
-        remaining = _count_not_current(cipher)
-        if remaining <= len(failed):
-            break
-        if number + 1 < passes:
-            time.sleep(pause_seconds)
-    log.info("token keys rotated", extra={"key_id": cipher.current_key_id, "rotated": rotated})
-    return RotationReport(cipher.current_key_id, rotated, tuple(sorted(failed)), remaining)
-
-
-def _not_current(cipher: TokenCipher) -> ColumnElement[bool]:
-    prefix = f"v1.{cipher.current_key_id}.%"
-    return or_(OAuthToken.access_token.not_like(prefix), OAuthToken.refresh_token.not_like(prefix))
-
-
-def _count_not_current(cipher: TokenCipher) -> int:
-    with _transaction() as session:
-        query = select(func.count()).select_from(OAuthToken).where(_not_current(cipher))
-        return session.scalar(query) or 0
-
-
-def _rotation_pass(cipher: TokenCipher, batch_size: int, failed: set[int]) -> int:
-    rotated, last_id = 0, 0
-    while True:
-        with _transaction() as session:
-            rows = session.scalars(
-                select(OAuthToken)
-                .where(OAuthToken.id > last_id, _not_current(cipher))
-                .order_by(OAuthToken.id)
-                .limit(batch_size)
-                .with_for_update(skip_locked=True)
-            ).all()
-            for row in rows:
-                try:
-                    plain = [
-                        cipher.decrypt(v, row.portal_id)
-                        for v in (row.access_token, row.refresh_token)
-                    ]
-                except DecryptionError:
-                    failed.add(row.portal_id)
-                    continue
-                row.access_token, row.refresh_token = (
-                    cipher.encrypt(v, row.portal_id) for v in plain
-                )
-                rotated += 1
-        if len(rows) < batch_size:
-            return rotated
-        last_id = rows[-1].id

@@ -14,7 +14,7 @@ from flask import Blueprint, Response, jsonify, redirect, render_template_string
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from throttle_app import oauth_state, oauth_tokens
+from throttle_app import oauth_state, oauth_tokens, token_admin
 from throttle_app.extensions import current_settings, redis_client
 from throttle_app.hubspot import oauth_api
 from throttle_app.views.config_api import require_config_token
@@ -183,4 +183,4 @@ def _installed(installed: oauth_tokens.InstalledPortal) -> Response:
 @require_config_token
 def portals() -> Response:
     """Operators: every installed portal and whether it is connected (no secrets)."""
-    return jsonify({"portals": [p.to_json() for p in oauth_tokens.list_portals()]})
+    return jsonify({"portals": [p.to_json() for p in token_admin.list_portals()]})

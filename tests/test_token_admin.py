@@ -1,4 +1,5 @@
-"""Key rotation: `flask tokens rotate` moves every row to the first key, so old keys can go."""
+"""token_admin.py: key rotation (`flask tokens rotate` moves every row to the first key, so old
+keys can go)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,8 @@ from throttle_app.oauth_tokens import (
     TokenUnavailable,
     access_token_for,
     mark_disconnected,
-    rotate_keys,
 )
+from throttle_app.token_admin import rotate_keys
 
 OLD = base64.b64decode(TEST_KEY)
 NEW = b"n" * 32
