@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from sqlalchemy import text
 
 from tests.hubspot_requests import execution_payload, post_execution, signed_headers
 
@@ -26,9 +27,11 @@ def _without(payload: dict, *path: str) -> dict:
         (lambda p: p["inputFields"].update(maxThroughPut="1.5"), "maxThroughPut"),
         (lambda p: p["inputFields"].update(maxThroughPut="10001"), "maxThroughPut"),
         (lambda p: p["inputFields"].update(maxThroughPut=True), "maxThroughPut"),
+        (lambda p: p["inputFields"].update(maxThroughPut="\u00b2"), "maxThroughPut"),  # "²"
         (lambda p: _without(p, "inputFields", "maxThroughPut"), "maxThroughPut"),
         (lambda p: p["inputFields"].update(time="0"), "time"),
         (lambda p: p["inputFields"].update(time="abc"), "time"),
+        (lambda p: p["inputFields"].update(time="9" * 5000), "time"),  # int() refuses 4300+
         (lambda p: _without(p, "inputFields", "time"), "time"),
         (lambda p: p["inputFields"].update(time="29", period="days"), "time"),
         (lambda p: p["inputFields"].update(period="weeks"), "period"),
@@ -39,8 +42,11 @@ def _without(payload: dict, *path: str) -> dict:
         (lambda p: p.update(callbackId=""), "callbackId"),
         (lambda p: p.update(callbackId="x" * 256), "callbackId"),
         (lambda p: p.update(callbackId=42), "callbackId"),
+        (lambda p: p.update(callbackId="ab\ud800"), "callbackId"),  # a lone surrogate
+        (lambda p: p.update(callbackId="a\x00b"), "callbackId"),  # PostgreSQL text has no NUL
         (lambda p: _without(p, "origin", "portalId"), "origin.portalId"),
         (lambda p: p["origin"].update(portalId="abc"), "origin.portalId"),
+        (lambda p: p["origin"].update(portalId="\u0663"), "origin.portalId"),  # Arabic-Indic 3
         (lambda p: _without(p, "origin"), "origin"),
         (lambda p: _without(p, "context", "workflowId"), "context.workflowId"),
         (lambda p: p["context"].update(actionId="x"), "context.actionId"),
@@ -80,11 +86,27 @@ def test_extra_keys_are_ignored(client):
     assert post_execution(client, payload).status_code == 200
 
 
-@pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b"\xff\xfe"])
+@pytest.mark.parametrize(
+    "body", [b"{not json", b"", b"[1, 2]", b"\xff\xfe", b"[" * 30_000 + b"]" * 30_000]
+)
 def test_malformed_json_is_a_400(client, body):
     response = post_execution(client, body)
     assert response.status_code == 400
     assert response.json["field"] == "body"
+
+
+def test_unstorable_optional_object_fields_are_dropped_not_fatal(app, client):
+    from throttle_app.extensions import db
+
+    payload = execution_payload(callback_id="odd-object")
+    payload["object"] = {"objectId": "\u00b3", "objectType": "CON\x00TACT"}
+    assert post_execution(client, payload).status_code == 200
+    with app.app_context():
+        row = db.session.execute(
+            text("SELECT object_id, object_type FROM action_executions WHERE callback_id = :c"),
+            {"c": "odd-object"},
+        ).one()
+    assert tuple(row) == (None, None)
 
 
 def test_body_over_the_cap_is_a_413(client):

@@ -102,6 +102,16 @@ def test_endpoint_refuses_stale_v3_timestamp(client):
     assert "5 minutes" in response.json["error"]
 
 
+@pytest.mark.parametrize("stamp", ["\u00b2", "9" * 5000, "-1", " 1"])
+def test_malformed_v3_timestamp_is_a_401_not_a_500(client, stamp):
+    body = json.dumps(execution_payload()).encode()
+    headers = signed_headers(body, version="v3")
+    headers["X-HubSpot-Request-Timestamp"] = stamp
+    response = client.post("/api/hubspot/action", data=body, headers=headers)
+    assert response.status_code == 401
+    assert "X-HubSpot-Request-Timestamp" in response.json["error"]
+
+
 def test_bad_v3_does_not_fall_back_to_a_valid_v2(client):
     body = json.dumps(execution_payload()).encode()
     headers = signed_headers(body, version="v2")

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from throttle_app.rates import FieldError, Rate, parse_rate
+from throttle_app.rates import ASCII_INTEGER, FieldError, Rate, parse_rate
 
 MAX_CALLBACK_ID_BYTES = 255
 
@@ -36,6 +36,8 @@ def parse_execution_request(body: bytes) -> ExecutionRequest:
         payload = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise FieldError("body", "is not valid JSON") from None
+    except RecursionError:  # [[[[... : the size cap still lets 32k levels through
+        raise FieldError("body", "is nested too deeply") from None
     if not isinstance(payload, dict):
         raise FieldError("body", "must be a JSON object")
     origin = _object(payload, "origin")
@@ -65,16 +67,28 @@ def _object(payload: dict[str, Any], key: str, required: bool = True) -> dict[st
 def _callback_id(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FieldError("callbackId", "is required and must be a non-empty string")
+    if not _storable(value):
+        raise FieldError("callbackId", "must be valid UTF-8 text without NUL characters")
     if len(value.encode()) > MAX_CALLBACK_ID_BYTES:
         raise FieldError("callbackId", f"must be at most {MAX_CALLBACK_ID_BYTES} bytes")
     return value
+
+
+def _storable(value: str) -> bool:
+    """PostgreSQL text takes it: valid UTF-8 (no lone surrogate such as "\\ud800") and no NUL.
+    One such value in a group-commit batch would fail every request of that batch."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
 
 
 def _id(field: str, value: object) -> int:
     """A positive integer id (HubSpot sends numbers; numeric strings are accepted too)."""
     if isinstance(value, bool) or value is None:
         raise FieldError(field, "is required and must be a positive integer")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
         value = int(value)
     if not isinstance(value, int) or value < 1 or value >= 2**63:
         raise FieldError(field, "is required and must be a positive integer")
@@ -89,7 +103,10 @@ def _optional_id(value: object) -> int | None:
 
 
 def _optional_str(value: object) -> str | None:
-    return value[:64] if isinstance(value, str) and value else None
+    """Informational text (objectType): kept when storable, dropped otherwise."""
+    if not isinstance(value, str) or not value or not _storable(value):
+        return None
+    return value[:64]
 
 
 def _action_id(origin: dict[str, Any], context: dict[str, Any]) -> str:

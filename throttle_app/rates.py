@@ -6,11 +6,14 @@ at most 10,000 records per window and a window of at most 28 days.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 MAX_PER_WINDOW = 10_000
 MAX_WINDOW_SECONDS = 28 * 86400
+# An integer as HubSpot sends it in a string: ASCII digits, at most 18 (below 2**63).
+ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
 
 
 class FieldError(ValueError):
@@ -34,7 +37,7 @@ def positive_int(field: str, value: object) -> int:
         raise FieldError(field, "must be a positive integer")
     if isinstance(value, str):
         text = value.strip()
-        if not text.isdigit():
+        if not ASCII_INTEGER.fullmatch(text):  # not isdigit(): it accepts "²", which int() refuses
             raise FieldError(field, "must be a positive integer")
         number = int(text)
     elif isinstance(value, int):

@@ -11,10 +11,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import time
 from collections.abc import Mapping
 
 MAX_TIMESTAMP_SKEW_SECONDS = 300
+# Milliseconds since the epoch in ASCII digits. (str.isdigit() also accepts "²", which int() then
+# refuses, and int() refuses over 4300 digits: both were 500s before any signature check.)
+_MILLISECONDS = re.compile(r"[0-9]{1,16}")
 
 
 class SignatureError(Exception):
@@ -44,7 +48,7 @@ def verify_request(
     v3 = headers.get("X-HubSpot-Signature-v3")
     if v3 is not None:
         timestamp = headers.get("X-HubSpot-Request-Timestamp", "")
-        if not timestamp.isdigit():
+        if not _MILLISECONDS.fullmatch(timestamp):
             raise SignatureError("X-HubSpot-Request-Timestamp is missing or not milliseconds")
         current = time.time() if now is None else now
         if abs(current * 1000 - int(timestamp)) > MAX_TIMESTAMP_SKEW_SECONDS * 1000:
