@@ -181,3 +181,37 @@ def test_nothing_is_answered_before_the_commit(app, client):
         locker.close()
     assert result["response"].status_code == 200
     assert rows(app) == [("c", "pending")]
+
+
+def test_a_row_purged_between_insert_and_read_is_a_503_not_a_block(app, client, monkeypatch):
+    """The narrow race: the INSERT conflicts with a stored row, the purge deletes it before the
+    read-back. Nothing is stored for this request then, so it must not be told BLOCK."""
+    import throttle_app.admission as admission_module
+
+    post_execution(client, execution_payload(callback_id="purged"))
+    read_back = admission_module._stored
+
+    def purge_then_read(cur, callback_ids):
+        cur.execute("DELETE FROM action_executions WHERE callback_id = ANY(%s)", (callback_ids,))
+        return read_back(cur, callback_ids)
+
+    monkeypatch.setattr(admission_module, "_stored", purge_then_read)
+    response = post_execution(client, execution_payload(callback_id="purged"))
+    assert response.status_code == 503
+    assert "Retry-After" in response.headers
+    monkeypatch.undo()
+    assert post_execution(client, execution_payload(callback_id="purged")).status_code == 200
+    assert rows(app) == [("purged", "pending")]  # HubSpot's retry stored it again
+
+
+def test_a_writer_connection_that_failed_its_setup_is_not_kept(app, client, monkeypatch):
+    import throttle_app.admission as admission_module
+
+    monkeypatch.setattr(admission_module, "_PREPARE_INSERT", "PREPARE broken AS SELECT nope")
+    assert post_execution(client, execution_payload(callback_id="a")).status_code == 503
+    monkeypatch.undo()
+    assert post_execution(client, execution_payload(callback_id="b")).status_code == 200
+    with app.app_context():
+        service = app.extensions["throttle_admission"]
+        assert len(service._connections) == 1  # only the working one
+    assert rows(app) == [("b", "pending")]

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from throttle_app.durations import format_iso_duration
 from throttle_app.execution_request import ExecutionRequest
-from throttle_app.group_commit import CommitTimeout, GroupCommitter
+from throttle_app.group_commit import CommitTimeout, GroupCommitter, Overloaded
 from throttle_app.models import CLAIMED, COMPLETED, PENDING
 
 BLOCK, SUCCESS, FAIL_CONTINUE = "BLOCK", "SUCCESS", "FAIL_CONTINUE"
@@ -43,6 +43,7 @@ class Answer:
     hold: str | None = None
     conflict: bool = False
     created: bool = False
+    retry: bool = False  # the stored row could not be read back in this batch: answer 503
 
     def output_fields(self) -> dict[str, str]:
         fields = {"hs_execution_state": str(self.state)}
@@ -90,11 +91,14 @@ class Admission:
     def admit(self, request: ExecutionRequest) -> Answer:
         """Store (or find) the execution; raise AdmissionUnavailable when that fails or is slow."""
         try:
-            return self._committer.submit(request, timeout=self._deadline)
-        except CommitTimeout as exc:
+            answer = self._committer.submit(request, timeout=self._deadline)
+        except (CommitTimeout, Overloaded) as exc:
             raise AdmissionUnavailable(str(exc)) from None
         except Exception as exc:
             raise AdmissionUnavailable(f"database error: {type(exc).__name__}") from exc
+        if answer.retry:
+            raise AdmissionUnavailable("the stored execution changed while it was read; retry")
+        return answer
 
     def close(self) -> None:
         """Stop the writers and give their connections back."""
@@ -106,12 +110,17 @@ class Admission:
     def _connection(self):
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = self._local.conn = self._engine.raw_connection()
-            # Autocommit: each statement below is atomic and durable when it returns, and the
-            # common batch is one statement: one round trip, no BEGIN/COMMIT pair.
-            conn.driver_connection.autocommit = True
-            with conn.cursor() as cur:  # planned once per connection, not once per batch
-                cur.execute(_PREPARE_INSERT)
+            conn = self._engine.raw_connection()
+            try:
+                # Autocommit: each statement below is atomic and durable when it returns, and
+                # the common batch is one statement: one round trip, no BEGIN/COMMIT pair.
+                conn.driver_connection.autocommit = True
+                with conn.cursor() as cur:  # planned once per connection, not once per batch
+                    cur.execute(_PREPARE_INSERT)
+            except BaseException:
+                conn.invalidate()  # never kept without its prepared statement
+                raise
+            self._local.conn = conn
             self._connections.append(conn)
         return conn
 
@@ -131,7 +140,8 @@ class Admission:
                 stored = _stored(cur, [cid for cid in first if cid not in inserted])
         except BaseException:
             self._local.conn = None
-            self._connections.remove(conn)
+            if conn in self._connections:
+                self._connections.remove(conn)
             conn.invalidate()  # a broken or half-used connection never goes back to the pool
             self._known.clear()
             raise
@@ -148,11 +158,17 @@ class Admission:
                 answers.append(self._block)
                 continue
             # A redelivery, or the same callbackId twice in one batch (then: as stored now).
-            queue_id, state, remaining = stored.get(cid) or (
-                queues[first[cid].queue_key],
-                PENDING,
-                self._hold.total_seconds(),
-            )
+            if cid in stored:
+                queue_id, state, remaining = stored[cid]
+            elif cid in inserted:
+                queue_id, state, remaining = (
+                    queues[first[cid].queue_key],
+                    PENDING,
+                    self._hold.total_seconds(),
+                )
+            else:  # it conflicted on insert, then was purged before the read: nothing to say
+                answers.append(Answer(None, retry=True))
+                continue
             if queue_id != queues[request.queue_key]:
                 answers.append(Answer(None, conflict=True))
             else:

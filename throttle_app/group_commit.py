@@ -27,6 +27,10 @@ class CommitTimeout(Exception):
     """The item's batch did not commit before the caller's deadline (it may still commit)."""
 
 
+class Overloaded(Exception):
+    """Too many items are already waiting for a writer: refused at once, not queued."""
+
+
 class _Slot(Generic[T, R]):
     __slots__ = ("deadline", "done", "error", "item", "result")
 
@@ -51,10 +55,12 @@ class GroupCommitter(Generic[T, R]):
         writers: int = 2,
         max_batch: int = 500,
         name: str = "group-commit",
+        max_pending: int = 10_000,
     ) -> None:
         self._write_batch = write_batch
         self._writers = writers
         self._max_batch = max_batch
+        self._max_pending = max_pending
         self._name = name
         # deque append/popleft are atomic; one Event wakes the writers (cheap under gevent).
         self._pending: deque[_Slot[T, R]] = deque()
@@ -69,6 +75,10 @@ class GroupCommitter(Generic[T, R]):
         """Queue `item`, wait for its batch to commit, return its result (or raise)."""
         if self._closed:
             raise RuntimeError(f"{self._name} is closed")
+        # While the database stalls, callers time out but would keep queueing: bound the queue,
+        # so memory stays flat and the backlog a recovered writer meets stays short.
+        if len(self._pending) >= self._max_pending:
+            raise Overloaded(f"{self._name}: {len(self._pending)} items already waiting")
         self._ensure_writers()
         slot: _Slot[T, R] = _Slot(item, time.monotonic() + timeout)
         self._waiting.add(slot)
@@ -91,22 +101,27 @@ class GroupCommitter(Generic[T, R]):
         self._threads.clear()
 
     def _ensure_writers(self) -> None:
-        if self._threads:
+        if self._closed or (self._threads and all(t.is_alive() for t in self._threads)):
             return
         with self._start_lock:
-            if self._threads:
-                return
-            # Started lazily, so a forking server (gunicorn) starts them in each worker.
+            # Started lazily, so a forking server (gunicorn) starts them in each worker; one that
+            # died (killed greenlet, a bug) is replaced, so admission never waits on nobody.
+            self._threads = [thread for thread in self._threads if thread.is_alive()]
+            running = {thread.name for thread in self._threads}
             targets = [(self._run, f"{self._name}-{n}") for n in range(self._writers)]
             for target, name in [*targets, (self._watch_deadlines, f"{self._name}-watchdog")]:
+                if name in running:
+                    continue
                 thread = threading.Thread(target=target, name=name, daemon=True)
                 thread.start()
                 self._threads.append(thread)
 
     def _watch_deadlines(self) -> None:
-        """Fail every waiter whose deadline passed (its item may still commit later)."""
+        """Fail every waiter whose deadline passed (its item may still commit later), and
+        replace a writer that died, so items queued meanwhile are not left to time out."""
         while not self._closed:
             time.sleep(WATCHDOG_SECONDS)
+            self._ensure_writers()
             now = time.monotonic()
             for slot in list(self._waiting):
                 if now > slot.deadline and not slot.done.is_set():
@@ -124,9 +139,11 @@ class GroupCommitter(Generic[T, R]):
                 self._wakeup.clear()
             while self._pending and len(batch) < self._max_batch:
                 try:
-                    batch.append(self._pending.popleft())
+                    slot = self._pending.popleft()
                 except IndexError:  # another writer took the last one
                     break
+                if not slot.done.is_set():  # its caller already timed out: nobody to answer
+                    batch.append(slot)
         return batch
 
     def _run(self) -> None:
@@ -139,11 +156,13 @@ class GroupCommitter(Generic[T, R]):
                 for slot, result in zip(batch, results, strict=True):
                     if not slot.done.is_set():  # not already failed by the watchdog
                         slot.result = result
-            except Exception as exc:  # every waiter must hear about the failure
-                log.warning("%s: batch of %d failed: %s", self._name, len(batch), exc)
+            except BaseException as exc:  # every waiter must hear about the failure
+                log.warning("%s: batch of %d failed: %r", self._name, len(batch), exc)
                 for slot in batch:
                     if not slot.done.is_set():
-                        slot.error = exc
+                        slot.error = exc if isinstance(exc, Exception) else CommitTimeout(repr(exc))
+                if not isinstance(exc, Exception):
+                    raise  # GreenletExit, SystemExit: this writer ends; the next submit replaces it
             finally:
                 for slot in batch:
                     slot.done.set()

@@ -33,5 +33,10 @@ class FairGeventWorker(GeventWorker):
         self, listener_name: Any, req: Request, sock: socket.socket, addr: Any
     ) -> bool | None:
         keep_alive = super().handle_request(listener_name, req, sock, addr)
-        gevent.sleep(0)  # to the back of the run queue: other connections go first
+        try:
+            gevent.sleep(0)  # to the back of the run queue: other connections go first
+        except gevent.GreenletExit:
+            # Killed at shutdown while yielding: this request is answered, so close quietly
+            # (escaping, the exit would make gunicorn write a 500 after the answer).
+            raise StopIteration from None
         return keep_alive
