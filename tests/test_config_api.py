@@ -79,3 +79,22 @@ def test_non_json_body_is_a_422(client):
     response = client.post("/api/config", data=b"nope", headers=AUTH)
     assert response.status_code == 422
     assert "body" in response.json["errors"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"portal_id": 10**30}, "portal_id"),  # beyond bigint
+        ({"action_id": "a\x00b"}, "action_id"),  # PostgreSQL text has no NUL
+        ({"action_id": "\ud800"}, "action_id"),  # a lone surrogate is not UTF-8
+        ({"time_period": "\u00b2"}, "time_period"),  # "²" passes str.isdigit()
+    ],
+)
+def test_unstorable_values_are_a_422_not_a_500(client, change, field):
+    response = client.post("/api/config", json={**VALID, **change}, headers=AUTH)
+    assert response.status_code == 422
+    assert set(response.json["errors"]) == {field}
+
+
+def test_an_action_id_no_config_can_have_is_a_404(client):
+    assert client.get("/api/config/42/a%00b", headers=AUTH).status_code == 404

@@ -9,7 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from throttle_app.rates import ASCII_INTEGER, FieldError, Rate, parse_rate
+from throttle_app.input_fields import ASCII_INTEGER, FieldError, storable_text
+from throttle_app.rates import Rate, parse_rate
 
 MAX_CALLBACK_ID_BYTES = 255
 
@@ -67,21 +68,11 @@ def _object(payload: dict[str, Any], key: str, required: bool = True) -> dict[st
 def _callback_id(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise FieldError("callbackId", "is required and must be a non-empty string")
-    if not _storable(value):
+    if not storable_text(value):
         raise FieldError("callbackId", "must be valid UTF-8 text without NUL characters")
     if len(value.encode()) > MAX_CALLBACK_ID_BYTES:
         raise FieldError("callbackId", f"must be at most {MAX_CALLBACK_ID_BYTES} bytes")
     return value
-
-
-def _storable(value: str) -> bool:
-    """PostgreSQL text takes it: valid UTF-8 (no lone surrogate such as "\\ud800") and no NUL.
-    One such value in a group-commit batch would fail every request of that batch."""
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        return False
-    return "\x00" not in value
 
 
 def _id(field: str, value: object) -> int:
@@ -104,7 +95,7 @@ def _optional_id(value: object) -> int | None:
 
 def _optional_str(value: object) -> str | None:
     """Informational text (objectType): kept when storable, dropped otherwise."""
-    if not isinstance(value, str) or not value or not _storable(value):
+    if not isinstance(value, str) or not value or not storable_text(value):
         return None
     return value[:64]
 

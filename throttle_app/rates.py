@@ -6,49 +6,19 @@ at most 10,000 records per window and a window of at most 28 days.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+
+from throttle_app.input_fields import FieldError, positive_int
 
 PERIOD_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 MAX_PER_WINDOW = 10_000
 MAX_WINDOW_SECONDS = 28 * 86400
-# An integer as HubSpot sends it in a string: ASCII digits, at most 18 (below 2**63).
-ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
-
-
-class FieldError(ValueError):
-    """One input field is invalid; `field` names it as the client sent it."""
-
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
 
 
 @dataclass(frozen=True)
 class Rate:
     max_throughput: int
     period_seconds: int
-
-
-def positive_int(field: str, value: object) -> int:
-    """A positive integer given as a JSON number or a numeric string ("50", 50, 50.0)."""
-    if isinstance(value, bool):
-        raise FieldError(field, "must be a positive integer")
-    if isinstance(value, str):
-        text = value.strip()
-        if not ASCII_INTEGER.fullmatch(text):  # not isdigit(): it accepts "²", which int() refuses
-            raise FieldError(field, "must be a positive integer")
-        number = int(text)
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    else:
-        raise FieldError(field, "must be a positive integer")
-    if number < 1:
-        raise FieldError(field, "must be a positive integer")
-    return number
 
 
 def period_seconds(field: str, value: object) -> int:

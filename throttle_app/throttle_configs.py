@@ -11,14 +11,9 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from throttle_app.input_fields import FieldError, positive_int, storable_text
 from throttle_app.models import ThrottleConfig
-from throttle_app.rates import (
-    MAX_PER_WINDOW,
-    MAX_WINDOW_SECONDS,
-    FieldError,
-    period_seconds,
-    positive_int,
-)
+from throttle_app.rates import MAX_PER_WINDOW, MAX_WINDOW_SECONDS, period_seconds
 
 FIELDS = ("portal_id", "action_id", "max_throughput", "time_period", "time_unit")
 
@@ -59,6 +54,8 @@ def _action_id(field: str, value: object) -> str:
     )
     if not text or len(text) > 64:
         raise FieldError(field, "must be a non-empty string of at most 64 characters")
+    if not storable_text(text):
+        raise FieldError(field, "must be valid UTF-8 text without NUL characters")
     return text
 
 

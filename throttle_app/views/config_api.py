@@ -9,6 +9,7 @@ from collections.abc import Callable
 from flask import Blueprint, jsonify, request
 
 from throttle_app.extensions import current_settings, db
+from throttle_app.input_fields import storable_text
 from throttle_app.throttle_configs import (
     config_as_json,
     find_config,
@@ -59,7 +60,8 @@ def upsert():
 @bp.get("/api/config/<int:portal_id>/<action_id>")
 @require_config_token
 def show(portal_id: int, action_id: str):
-    config = find_config(db.session, portal_id, action_id)
+    # No such config can exist (and PostgreSQL would refuse the query): a 404, not a 500.
+    config = find_config(db.session, portal_id, action_id) if storable_text(action_id) else None
     if config is None:
         return json_error(404, f"no config for portal {portal_id} action {action_id}")
     return jsonify(config_as_json(config))

@@ -13,8 +13,8 @@ from throttle_app.admission import Admission, AdmissionUnavailable, Answer
 from throttle_app.execution_request import parse_execution_request
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.signatures import SignatureError, verify_request
+from throttle_app.input_fields import FieldError
 from throttle_app.logging_setup import bind
-from throttle_app.rates import FieldError
 from throttle_app.views.errors import json_error
 
 bp = Blueprint("hubspot", __name__)
