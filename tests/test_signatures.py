@@ -56,6 +56,26 @@ def test_v3_round_trip_and_timestamp_window():
         verify_request(VECTOR_SECRET, "POST", VECTOR_URI, body, headers, now=time.time() + 301)
 
 
+@pytest.mark.parametrize("signed_uri", ["raw", "decoded"])
+def test_v3_accepts_the_uri_as_sent_or_with_hubspots_escapes_decoded(signed_uri):
+    raw = "https://throttle.example.com/api/hubspot/action?from=hub%3Aspot%2Cv3&x=%2541"
+    decoded = "https://throttle.example.com/api/hubspot/action?from=hub:spot,v3&x=%2541"
+    now = time.time()
+    stamp = str(int(now * 1000))
+    uri = raw if signed_uri == "raw" else decoded
+    headers = {
+        "X-HubSpot-Signature-v3": v3_signature("s", "POST", uri, b"{}", stamp),
+        "X-HubSpot-Request-Timestamp": stamp,
+    }
+    assert verify_request("s", "POST", raw, b"{}", headers, now=now) == "v3"
+    # %25 (a literal "%") is not one of the decoded escapes: signing it decoded is a mismatch.
+    headers["X-HubSpot-Signature-v3"] = v3_signature(
+        "s", "POST", decoded.replace("%2541", "%41"), b"{}", stamp
+    )
+    with pytest.raises(SignatureError):
+        verify_request("s", "POST", raw, b"{}", headers, now=now)
+
+
 def test_v1_is_not_accepted():
     body = b"{}"
     import hashlib

@@ -21,6 +21,14 @@ MAX_TIMESTAMP_SKEW_SECONDS = 300
 _MILLISECONDS = re.compile(r"[0-9]{1,16}")
 
 
+# HubSpot's v3 instructions decode these escapes in the URI before signing (v2 signs it as sent).
+_V3_DECODED = {
+    "%3A": ":", "%2F": "/", "%3F": "?", "%40": "@", "%21": "!", "%24": "$",
+    "%27": "'", "%28": "(", "%29": ")", "%2A": "*", "%2C": ",", "%3B": ";",
+}  # fmt: skip
+_V3_ESCAPE = re.compile("|".join(_V3_DECODED), re.IGNORECASE)
+
+
 class SignatureError(Exception):
     """The request is not provably from HubSpot; the message says why (never the secret)."""
 
@@ -53,8 +61,13 @@ def verify_request(
         current = time.time() if now is None else now
         if abs(current * 1000 - int(timestamp)) > MAX_TIMESTAMP_SKEW_SECONDS * 1000:
             raise SignatureError("X-HubSpot-Request-Timestamp is more than 5 minutes off")
-        expected = v3_signature(secret, method, uri, body, timestamp)
-        if not hmac.compare_digest(expected.encode(), v3.strip().encode()):
+        given = v3.strip().encode()
+        # The URI as sent, and as HubSpot's v3 instructions have it (a few escapes decoded).
+        decoded = _V3_ESCAPE.sub(lambda m: _V3_DECODED[m.group().upper()], uri)
+        if not any(
+            hmac.compare_digest(v3_signature(secret, method, u, body, timestamp).encode(), given)
+            for u in dict.fromkeys((uri, decoded))
+        ):
             raise SignatureError("X-HubSpot-Signature-v3 does not match")
         return "v3"
     signature = headers.get("X-HubSpot-Signature")
