@@ -122,8 +122,11 @@ class Stack:
             PUBLIC_BASE_URL=self.base,
             HUBSPOT_API_BASE=fake.base_url,
             HUBSPOT_APP_BASE=fake.base_url,
+            # a short lease (a killed worker's rows return fast) must still outlast one call:
+            # bucket wait 2 + connect 1 + read 3 + 1 s margin (config.py rejects less)
             THROTTLE_LEASE_SECONDS="8",
             THROTTLE_CLEANER_INTERVAL_SECONDS="2",
+            THROTTLE_HTTP_CONNECT_TIMEOUT_SECONDS="1",
             THROTTLE_HTTP_READ_TIMEOUT_SECONDS="3",
             THROTTLE_WEB_WORKERS="2",
             THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),

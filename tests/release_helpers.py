@@ -17,9 +17,15 @@ from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 PORTAL = 50467010
 
 
-def install_portal(app: Flask, fake: FakeHubSpot, portal_id: int = PORTAL) -> str:
-    """Issue tokens at the fake and store them as an install would; return the access token."""
-    issued = fake.issue_tokens(portal_id)
+def install_portal(
+    app: Flask,
+    fake: FakeHubSpot,
+    portal_id: int = PORTAL,
+    scopes: tuple[str, ...] = ("automation", "oauth"),
+) -> str:
+    """Issue tokens at the fake and store them as an install would; return the access token.
+    Without the `automation` scope the fake answers callback calls with 403."""
+    issued = fake.issue_tokens(portal_id, scopes)
     grant = TokenGrant(
         access_token=issued["access_token"],
         refresh_token=issued["refresh_token"],
@@ -31,7 +37,7 @@ def install_portal(app: Flask, fake: FakeHubSpot, portal_id: int = PORTAL) -> st
         hub_id=portal_id,
         hub_domain=f"portal-{portal_id}.example.com",
         user="admin@example.com",
-        scopes=("automation", "oauth"),
+        scopes=scopes,
         app_id=4242424,
         client_id=fake.client_id,
     )

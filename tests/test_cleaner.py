@@ -3,8 +3,11 @@ work are woken, old terminal rows are purged in batches."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
+from tests.conftest import connect_test_database
 from tests.release_helpers import backlog, query
 from throttle_app import cleaner
 from throttle_app.extensions import db, redis_client
@@ -103,3 +106,48 @@ def test_purge_deletes_old_terminal_rows_in_batches(installed):
         db.session.remove()
     assert deleted == 24
     assert query(installed, "SELECT callback_id FROM action_executions") == [("b-0",)]
+
+
+def test_a_row_claimed_while_the_hold_expires_is_not_expired(installed):
+    """The cleaner's snapshot still sees the row pending; a release claims it (and will send it)
+    before the cleaner's UPDATE reaches it: the row must stay claimed."""
+    backlog(installed, 1, 5, 60)
+    query(installed, "UPDATE action_executions SET hold_expires_at = now() - interval '1 second'")
+    claimer = connect_test_database()
+    with claimer.cursor() as cur:  # a release's claim, not yet committed
+        cur.execute(
+            "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '1 minute'"
+        )
+    result: list = []
+    cleaning = threading.Thread(target=lambda: result.append(run_clean(installed)))
+    cleaning.start()
+    try:
+        wait_until_blocked(claimer)
+    finally:
+        claimer.commit()
+        claimer.close()
+    cleaning.join(10)
+    assert result and result[0].expired == 0
+    assert query(installed, "SELECT state FROM action_executions") == [("claimed",)]
+
+
+def wait_until_blocked(holder) -> None:
+    """Until another session waits for a lock that `holder`'s transaction holds."""
+    pid = holder.get_backend_pid()
+    probe = connect_test_database()
+    probe.autocommit = True
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with probe.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (pid,),
+                )
+                if cur.fetchone()[0]:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("the cleaner never waited for the claim's row lock")
+    finally:
+        probe.close()

@@ -97,3 +97,45 @@ def test_importing_the_package_opens_nothing_and_patches_nothing():
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"THROTTLE_LEASE_SECONDS": "10"},  # under 3 + 10 + 2 + 1 s with the defaults
+        {"THROTTLE_LEASE_SECONDS": "30", "THROTTLE_HTTP_READ_TIMEOUT_SECONDS": "30"},
+        {"THROTTLE_LEASE_SECONDS": "20", "THROTTLE_MAX_INLINE_WAIT_SECONDS": "10"},
+    ],
+)
+def test_a_lease_shorter_than_one_call_stops_startup(overrides):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(service_env(**overrides))
+    message = str(caught.value)
+    assert len(message.splitlines()) == 1
+    for name in (
+        "THROTTLE_LEASE_SECONDS",
+        "THROTTLE_HTTP_CONNECT_TIMEOUT_SECONDS",
+        "THROTTLE_HTTP_READ_TIMEOUT_SECONDS",
+        "THROTTLE_MAX_INLINE_WAIT_SECONDS",
+    ):
+        assert name in message
+
+
+def test_a_lease_longer_than_one_call_is_accepted():
+    settings = Settings.from_env(service_env(THROTTLE_LEASE_SECONDS="17"))
+    assert settings.lease_seconds > settings.call_budget_seconds
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_non_finite_numbers_name_the_setting(value):
+    with pytest.raises(ConfigError, match="THROTTLE_HTTP_READ_TIMEOUT_SECONDS"):
+        Settings.from_env(service_env(THROTTLE_HTTP_READ_TIMEOUT_SECONDS=value))
+
+
+def test_a_job_is_stale_only_after_its_longest_step():
+    from throttle_app.hubspot.oauth_api import MAX_BACKOFF_SECONDS
+
+    settings = Settings.from_env(service_env())
+    one_call = 2.0 + 3.0 + 10.0  # bucket inline wait, connect and read timeouts
+    refresh = 5.0 + 3 * (3.0 + 10.0) + 2 * MAX_BACKOFF_SECONDS  # lock wait, 3 tries, 2 pauses
+    assert settings.stale_job_seconds > max(one_call, refresh)

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 
 import pytest
 
 from tests.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
+from tests.test_hubspot_client import closed_port
 from throttle_app import claims
 from throttle_app.extensions import current_settings, db
 from throttle_app.jobs import OAuthTokens, hubspot_client, release_schedule
-from throttle_app.releasing import Releaser
+from throttle_app.release_schedule import PAUSE_KEY, STREAK_KEY
+from throttle_app.releasing import Releaser, backoff_seconds
 
 
 @pytest.fixture
@@ -24,7 +27,7 @@ def engine_app(build, fake):
     return app
 
 
-def run_release(app, queue: int, sleep=lambda seconds: None):
+def run_release(app, queue: int, sleep=lambda seconds: None, heartbeat=lambda: None):
     with app.app_context():
         settings = current_settings()
         releaser = Releaser(
@@ -34,6 +37,7 @@ def run_release(app, queue: int, sleep=lambda seconds: None):
             release_schedule(),
             OAuthTokens(settings.retry_base_seconds),
             sleep=sleep,
+            heartbeat=heartbeat,
         )
         try:
             return releaser.run(queue)
@@ -93,8 +97,53 @@ def test_config_override_applies_from_the_next_window(engine_app, fake):
     )
     assert response.status_code == 200
     assert run_release(engine_app, queue).completed == 0  # the current window is spent
-    query(engine_app, "UPDATE throttle_queues SET next_release_at = now()")
+    query(  # T has passed
+        engine_app,
+        "UPDATE throttle_queues SET next_release_at = now(),"
+        " last_sent_at = now() - interval '1 second'",
+    )
     assert run_release(engine_app, queue).completed == 4
+
+
+def set_override(app, max_throughput: int, time_period: int, time_unit: str) -> None:
+    response = app.test_client().post(
+        "/api/config",
+        json={
+            "portal_id": PORTAL,
+            "action_id": "1",
+            "max_throughput": max_throughput,
+            "time_period": time_period,
+            "time_unit": time_unit,
+        },
+        headers={"Authorization": "Bearer test-config-token"},
+    )
+    assert response.status_code == 200
+
+
+def test_a_raised_period_waits_the_new_t_after_the_last_send(engine_app, fake):
+    admit(engine_app, 10, rate=("2", "1", "seconds"))
+    queue = queue_id(engine_app)
+    assert run_release(engine_app, queue).completed == 2
+    set_override(engine_app, 4, 1, "minutes")
+    query(  # the old T (1 s) has passed, the new one (60 s) has not
+        engine_app,
+        "UPDATE throttle_queues SET next_release_at = now(),"
+        " last_sent_at = now() - interval '2 seconds'",
+    )
+    report = run_release(engine_app, queue)
+    assert report.completed == 0
+    assert 57 < report.next_run_in <= 58.1
+    (gap,) = query(
+        engine_app, "SELECT extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues"
+    )[0]
+    assert gap == pytest.approx(60, abs=0.01)
+    query(  # the new T has passed too
+        engine_app,
+        "UPDATE throttle_queues SET next_release_at = now(),"
+        " last_sent_at = now() - interval '61 seconds'",
+    )
+    assert run_release(engine_app, queue).completed == 4
+    assert len(fake.completions()) == 6
 
 
 def test_429_gives_the_rows_back_without_an_attempt(engine_app, fake):
@@ -130,6 +179,112 @@ def test_5xx_counts_an_attempt_and_backs_off(engine_app, fake):
     assert {row[0] for row in rows} == {1}
     assert all("503" in row[1] and row[2] for row in rows)
     assert report.next_run_in >= 1.0  # not before the backoff
+
+
+def test_a_refused_connection_gives_the_rows_back_and_backs_off(build, fake):
+    app = build(release_lead_ms=0, hubspot_api_base=f"http://127.0.0.1:{closed_port()}")
+    install_portal(app, fake)
+    admit(app, 4, rate=("5", "1", "minutes"))
+    queue = queue_id(app)
+    report = run_release(app, queue)
+    assert (report.calls, report.given_back, report.retried) == (1, 4, 0)
+    assert report.next_run_in >= 1.0  # retry_base_seconds 2, jitter 0.5..1
+    assert query(
+        app,
+        "SELECT max(attempts), count(*), bool_and(next_attempt_at IS NULL)"
+        " FROM action_executions WHERE state = 'pending'",
+    )[0] == (0, 4, True)
+    # nothing was sent: the window keeps its budget and no send is recorded
+    assert query(app, "SELECT window_budget, last_sent_at FROM throttle_queues")[0] == (5, None)
+    again = run_release(app, queue)  # woken early (cleaner, admission): still backing off
+    assert again.calls == 0 and again.next_run_in >= 0.5
+
+
+def test_a_5xx_outage_backs_the_queue_off_longer_each_time(build, fake, redis_conn):
+    app = build(release_lead_ms=0, release_batch_size=2)
+    install_portal(app, fake)
+    admit(app, 8, rate=("8", "1", "minutes"))
+    queue = queue_id(app)
+    fake.set_faults(fail_next=2, fail_next_status=503)
+    first = run_release(app, queue)
+    assert (first.calls, first.retried) == (1, 2)  # fresh rows were ready: no tight loop
+    assert first.next_run_in >= 1.0
+    assert run_release(app, queue).calls == 0  # paused
+    redis_conn.delete(PAUSE_KEY % queue)  # the pause has run out
+    second = run_release(app, queue)
+    assert (second.calls, second.retried) == (1, 2)
+    assert second.next_run_in >= 2.0  # the second failure in a row: twice the base
+    redis_conn.delete(PAUSE_KEY % queue)
+    third = run_release(app, queue)  # HubSpot is back: the 4 fresh rows go, the streak ends
+    assert third.completed == 4
+    assert redis_conn.exists(STREAK_KEY % queue) == 0
+    assert query(app, "SELECT max(attempts) FROM action_executions")[0][0] == 1
+
+
+def test_backoff_grows_with_the_streak_and_is_capped():
+    for _ in range(50):
+        assert 1.0 <= backoff_seconds(1, 2.0, 300.0) <= 2.0
+        assert 4.0 <= backoff_seconds(3, 2.0, 300.0) <= 8.0
+        assert 150.0 <= backoff_seconds(40, 2.0, 300.0) <= 300.0
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_a_missing_scope_403_fails_nothing_and_pauses_the_queue(build, fake):
+    app = build(release_lead_ms=0)
+    token = install_portal(app, fake, scopes=("oauth",))
+    ids = admit(app, 10, rate=("10", "1", "minutes"))
+    queue = queue_id(app)
+    records, logger = Records(), logging.getLogger("throttle_app.releasing")
+    logger.addHandler(records)
+    try:
+        report = run_release(app, queue)
+    finally:
+        logger.removeHandler(records)
+    assert (report.calls, report.given_back, report.failed) == (1, 10, 0)
+    assert report.next_run_in >= 600
+    assert query(
+        app, "SELECT max(attempts), count(*) FROM action_executions WHERE state = 'pending'"
+    )[0] == (0, 10)
+    warning = next(m for m in records.messages if "refused" in m)
+    assert str(PORTAL) in warning and "403" in warning and token not in warning
+    assert run_release(app, queue).calls == 0  # paused: one call per pause, not per row
+    assert fake.stats()["calls"]["complete_batch"] == {"403": 1}
+    assert ids
+
+
+def test_heartbeat_before_every_hubspot_call(engine_app, fake):
+    ids = admit(engine_app, 10, rate=("10", "1", "minutes"))
+    fake.set_faults(bad_callback_ids=[ids[6]])
+    beats = []
+    report = run_release(engine_app, queue_id(engine_app), heartbeat=lambda: beats.append(1))
+    assert report.calls >= 5  # one claim, halved down to the bad callback
+    assert len(beats) >= report.calls + 1
+
+
+def test_no_send_when_the_bucket_wait_could_outlast_the_lease(build, fake):
+    app = build(
+        release_lead_ms=0,
+        lease_seconds=3,
+        http_connect_timeout_seconds=0.5,
+        http_read_timeout_seconds=0.5,
+        max_inline_wait_seconds=2.0,
+    )
+    install_portal(app, fake)
+    admit(app, 3, rate=("5", "1", "minutes"))
+    with app.app_context():
+        hubspot_client()._bucket.block(PORTAL, 1.9)  # the next token comes in 1.9 s
+    report = run_release(app, queue_id(app))
+    assert report.completed == 0 and report.given_back == 3
+    assert fake.stats()["requests"] == 0
+    assert states(app) == {"pending": 3}
 
 
 def test_a_bad_callback_is_isolated_and_its_neighbours_complete(engine_app, fake):

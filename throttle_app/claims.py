@@ -8,6 +8,9 @@ rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed t
 `next_release_at` is never earlier than T after the last send of the current window, nor T
 after the end of any live lease (a worker may still send until its lease ends). So the sends of
 two windows are always more than T apart, and no interval of length T holds more than N sends.
+`next_release_at` is computed with the T of the window it follows; when an override raises T,
+the new window also waits for the new T after the last send and after every live lease end
+(`_window_ready_at`), so no span of the new T sees the old N plus the new N.
 
 Rows are claimed with a lease and an owner token; every later update is fenced on both.
 """
@@ -101,6 +104,22 @@ def effective_rate(row) -> tuple[int, int]:
     return row.max_throughput, row.period_seconds
 
 
+_WINDOW_READY_AT = text(
+    """
+    SELECT GREATEST(q.next_release_at,
+        q.last_sent_at + make_interval(secs => :period),
+        (SELECT max(e.lease_expires_at) FROM action_executions e
+         WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => :period))
+    FROM throttle_queues q WHERE q.id = :queue_id
+    """
+)
+
+
+def _window_ready_at(session: Session, queue_id: int, period: int) -> datetime | None:
+    """The earliest start of a new window of `period` seconds (None: any time)."""
+    return session.execute(_WINDOW_READY_AT, {"queue_id": queue_id, "period": period}).scalar()
+
+
 def claim_next(
     session: Session, queue_id: int, batch_size: int, lease_seconds: int, lead: timedelta
 ) -> Claim | Idle:
@@ -117,7 +136,11 @@ def claim_next(
         limit, opens = min(budget, batch_size), opens or now
     elif queue.next_release_at is None or now >= queue.next_release_at - lead:
         budget, period = effective_rate(queue)
-        opens = max(now, queue.next_release_at or now)
+        ready = _window_ready_at(session, queue_id, period)
+        if ready is not None and now < ready - lead:  # T was raised: wait for the new T
+            _postpone(session, queue_id, ready)
+            return Idle()
+        opens = max(now, ready or now)
         limit = min(budget, batch_size)
     else:
         session.rollback()
@@ -153,6 +176,15 @@ def claim_next(
         window_opens_at=opens,
         budgeted=not queue.draining,
     )
+
+
+def _postpone(session: Session, queue_id: int, ready: datetime) -> None:
+    """Record the later start, so next_look wakes the queue then and not in a loop. Commits."""
+    session.execute(
+        text("UPDATE throttle_queues SET next_release_at = :ready WHERE id = :queue_id"),
+        {"ready": ready, "queue_id": queue_id},
+    )
+    session.commit()
 
 
 _FENCE = (
@@ -257,8 +289,10 @@ def mark_retry(
 
 
 def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
-    """Nothing was sent (rate limited, bucket empty, portal disconnected): the rows return to
-    pending without an attempt, and their reservation returns to the window they came from."""
+    """Nothing was done (rate limited, bucket empty, lease too short, portal disconnected, no
+    connection, the whole request refused): the rows return to pending without an attempt, and
+    their reservation returns to the window they came from. No send is recorded, so the next
+    window's earliest start stays T after the last real send and after every live lease end."""
     returned = session.execute(
         text(
             f"UPDATE action_executions SET state = '{PENDING}', lease_owner = NULL,"

@@ -42,14 +42,16 @@ _RECLAIM = text(
 )
 
 # Within a queue, older executions expire first (one hold duration for all), so looking at
-# each queue's oldest pending rows through the pending index finds the expired ones.
+# each queue's oldest pending rows through the pending index finds the expired ones. The outer
+# `state = 'pending'` is re-checked on the row's latest version when a release claimed it
+# after this statement's snapshot: a claimed row is about to be sent and must not also expire.
 _EXPIRE = text(
     """
     UPDATE action_executions SET state = 'expired', finished_at = clock_timestamp(),
            updated_at = now(),
            last_failure_reason = coalesce(last_failure_reason || '; ', '')
              || 'HubSpot hold expired before release'
-    WHERE id IN (
+    WHERE state = 'pending' AND id IN (
         SELECT e.id FROM throttle_queues q
         CROSS JOIN LATERAL (
             SELECT id, hold_expires_at FROM action_executions

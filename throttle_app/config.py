@@ -3,10 +3,13 @@
 The README's settings table lists the same names. Required secrets that are missing, and values that
 do not parse, stop start-up with one line naming the setting (``ConfigError`` is a ``SystemExit``,
 so gunicorn, ``flask`` and the RQ entry points print that line and exit without a traceback).
+Settings that only make sense together (a claim's lease must outlast one HubSpot call) are checked
+together after parsing, with the same one-line error naming all of them.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,6 +26,16 @@ REQUIRED = (
     "SECRET_KEY",
     "TOKEN_ENCRYPTION_KEY",
 )
+
+# Time around one HubSpot call that is not the call itself (database round trips, the claim's
+# own commit, clock differences between this process and PostgreSQL).
+CALL_MARGIN_SECONDS = 1.0
+# oauth_api's longest pause between two token-call attempts (MAX_BACKOFF_SECONDS + jitter).
+TOKEN_RETRY_PAUSE_SECONDS = 2.1
+# A STARTED release job whose heartbeat is older than this (or the longest step, if longer)
+# belonged to a killed worker (release_schedule.py).
+STALE_JOB_MIN_SECONDS = 30.0
+STALE_JOB_MARGIN_SECONDS = 5.0
 
 
 class ConfigError(SystemExit):
@@ -98,6 +111,7 @@ class Settings:
     retry_max_seconds: float = 300.0
     retry_after_default_seconds: float = 10.0
     retry_after_max_seconds: float = 300.0
+    refused_backoff_seconds: float = 600.0
     cleaner_interval_seconds: int = 60
     retention_days: int = 35
     purge_batch_size: int = 5000
@@ -127,6 +141,36 @@ class Settings:
         if password:
             found.append(password)
         return tuple(found)
+
+    @property
+    def call_budget_seconds(self) -> float:
+        """The longest one HubSpot call can take: the bucket's inline wait, then the connect and
+        read timeouts, plus a margin. A call starts only when this much of its lease is left."""
+        return (
+            self.max_inline_wait_seconds
+            + self.http_connect_timeout_seconds
+            + self.http_read_timeout_seconds
+            + CALL_MARGIN_SECONDS
+        )
+
+    @property
+    def token_refresh_budget_seconds(self) -> float:
+        """The longest one token refresh can take: the row-lock wait, then every attempt with
+        its timeouts and the pauses between attempts (oauth_tokens, oauth_api)."""
+        attempts = self.token_call_retries + 1
+        return (
+            self.token_lock_timeout_ms / 1000
+            + attempts * (self.http_connect_timeout_seconds + self.http_read_timeout_seconds)
+            + self.token_call_retries * TOKEN_RETRY_PAUSE_SECONDS
+            + CALL_MARGIN_SECONDS
+        )
+
+    @property
+    def stale_job_seconds(self) -> float:
+        """A release job heartbeats before every HubSpot call and token refresh, so a heartbeat
+        older than the longest such step (plus a margin) means its worker is gone."""
+        longest = max(self.call_budget_seconds, self.token_refresh_budget_seconds)
+        return max(STALE_JOB_MIN_SECONDS, longest + STALE_JOB_MARGIN_SECONDS)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -234,6 +278,9 @@ class Settings:
             retry_after_max_seconds=reader.number(
                 "THROTTLE_RETRY_AFTER_MAX_SECONDS", cls.retry_after_max_seconds
             ),
+            refused_backoff_seconds=reader.number(
+                "THROTTLE_REFUSED_BACKOFF_SECONDS", cls.refused_backoff_seconds
+            ),
             cleaner_interval_seconds=reader.integer(
                 "THROTTLE_CLEANER_INTERVAL_SECONDS", cls.cleaner_interval_seconds, low=1
             ),
@@ -256,7 +303,22 @@ class Settings:
             log_json=reader.boolean("THROTTLE_LOG_JSON", cls.log_json),
             proxy_fix_hops=reader.integer("THROTTLE_PROXY_FIX_HOPS", 0, low=0, high=5),
         )
-        return cls(**values)
+        settings = cls(**values)
+        _check_lease(settings)
+        return settings
+
+
+def _check_lease(settings: Settings) -> None:
+    """A claim's lease must outlast the release lead plus one HubSpot call; a shorter one makes
+    every claim give its rows back before sending, and the queue loops without releasing."""
+    needed = settings.release_lead_ms / 1000 + settings.call_budget_seconds
+    if settings.lease_seconds <= needed:
+        raise ConfigError(
+            f"THROTTLE_LEASE_SECONDS ({settings.lease_seconds}) must be longer than"
+            " THROTTLE_RELEASE_LEAD_MS + THROTTLE_MAX_INLINE_WAIT_SECONDS"
+            " + THROTTLE_HTTP_CONNECT_TIMEOUT_SECONDS + THROTTLE_HTTP_READ_TIMEOUT_SECONDS"
+            f" + {CALL_MARGIN_SECONDS:g} s margin ({needed:g} s)"
+        )
 
 
 def _redis_password(url: str) -> str | None:
@@ -306,7 +368,7 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-        if value <= 0:
+        if not math.isfinite(value) or value <= 0:
             raise ConfigError(f"{name} must be positive, got {raw!r}")
         return value
 

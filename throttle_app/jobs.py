@@ -20,7 +20,7 @@ from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.client import HubSpotClient
 from throttle_app.logging_setup import log_context
 from throttle_app.metrics import worker_metrics
-from throttle_app.release_schedule import STALE_JOB_SECONDS, ReleaseSchedule
+from throttle_app.release_schedule import ReleaseSchedule
 from throttle_app.releasing import PortalUnavailable, Releaser
 from throttle_app.token_bucket import TokenBucket
 
@@ -69,7 +69,11 @@ class OAuthTokens:
 
 def release_schedule() -> ReleaseSchedule:
     settings = current_settings()
-    return ReleaseSchedule(redis_client(), job_timeout=settings.job_timeout_seconds)
+    return ReleaseSchedule(
+        redis_client(),
+        job_timeout=settings.job_timeout_seconds,
+        stale_after=settings.stale_job_seconds,
+    )
 
 
 def hubspot_client() -> HubSpotClient:
@@ -81,10 +85,11 @@ def hubspot_client() -> HubSpotClient:
 
 
 def _heartbeat() -> None:
-    """Tell RQ (and the release clock's stale-job check) that this job is alive."""
+    """Tell RQ (and the release clock's stale-job check) that this job is alive. The Releaser
+    calls it before every HubSpot call and token refresh, so a live job is never stale."""
     job = get_current_job()
     if job is not None:
-        job.heartbeat(datetime.now(UTC), ttl=STALE_JOB_SECONDS * 2)
+        job.heartbeat(datetime.now(UTC), ttl=int(current_settings().stale_job_seconds * 2))
 
 
 @contextmanager

@@ -7,6 +7,11 @@ worker process, see workers/release_clock.py) pops due wake-ups atomically and e
 `jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue never
 has two jobs queued or running. Nothing here is the source of truth: a lost wake-up (Redis
 wiped) is restored by the cleaner from PostgreSQL, and a spare one is harmless.
+
+A queue whose HubSpot calls fail (5xx, timeouts, a refused request) backs off: a pause key with a
+TTL makes every release job that runs early (the cleaner or an admission woke it) reschedule
+itself to the pause's end, and a failure streak makes the pause grow. Both are advisory like
+the wake-ups: a Redis wipe only shortens a pause.
 """
 
 from __future__ import annotations
@@ -28,11 +33,14 @@ MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
 NUDGE_KEY = "throttle:{wakeups}:nudge"  # a release clock blocks on it to notice new wake-ups
+PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue backs off
+STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
+STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
 BUSY_RETRY_MS = 250
-# A running release job heartbeats between batches (jobs.release); one batch takes at most the
-# HTTP timeouts plus the inline bucket wait. A STARTED job whose heartbeat is older than
-# STALE_JOB_SECONDS belonged to a worker that was killed: its queue gets a new job.
-STALE_JOB_SECONDS = 30
+# A running release job heartbeats before every HubSpot call and token refresh (releasing.py).
+# A STARTED job whose heartbeat is older than Settings.stale_job_seconds (longer than any one
+# such step) belonged to a worker that was killed: its queue gets a new job.
+STALE_JOB_SECONDS = 30.0
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
 # ARGV[1] = how many due wake-ups to pop at most.
@@ -74,9 +82,15 @@ redis.call('LTRIM', KEYS[2], 0, 0)
 class ReleaseSchedule:
     """Wake-ups for release jobs, on one Redis connection."""
 
-    def __init__(self, connection: redis.Redis, job_timeout: int = 600) -> None:
+    def __init__(
+        self,
+        connection: redis.Redis,
+        job_timeout: int = 600,
+        stale_after: float = STALE_JOB_SECONDS,
+    ) -> None:
         self.connection = connection
         self.job_timeout = job_timeout
+        self.stale_after = stale_after
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
         self.queue = Queue(RELEASES_QUEUE, connection=connection)
@@ -96,6 +110,30 @@ class ReleaseSchedule:
             args += [int(queue_id), max(0, int(delay_seconds * 1000))]
         if len(args) > 1:
             self._wake(keys=[WAKEUPS_KEY, NUDGE_KEY], args=args)
+
+    def pause(self, queue_id: int, seconds: float) -> None:
+        """Hold the queue's release jobs back for `seconds` (a longer pause is never shortened)."""
+        key = PAUSE_KEY % queue_id
+        ms = max(1, int(seconds * 1000))
+        if (self.connection.pttl(key) or 0) < ms:
+            self.connection.set(key, "1", px=ms)
+
+    def paused_for(self, queue_id: int) -> float:
+        """Seconds left of the queue's pause (0.0 when it is not backing off)."""
+        ms = self.connection.pttl(PAUSE_KEY % queue_id)
+        return ms / 1000 if ms and ms > 0 else 0.0
+
+    def failure_streak(self, queue_id: int) -> int:
+        """Count one more failed call of the queue; return how many in a row."""
+        key = STREAK_KEY % queue_id
+        pipe = self.connection.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, STREAK_TTL_SECONDS)
+        return int(pipe.execute()[0])
+
+    def succeeded(self, queue_id: int) -> None:
+        """A call went through: the next failure starts a new streak."""
+        self.connection.delete(STREAK_KEY % queue_id)
 
     def wait_for_nudge(self, timeout: float) -> None:
         """Block until a new wake-up is added or `timeout` seconds pass (a release clock)."""
@@ -143,20 +181,20 @@ class ReleaseSchedule:
             return True
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
-        if status == JobStatus.STARTED and not _stale(job):
+        if status == JobStatus.STARTED and not _stale(job, self.stale_after):
             return False
         log.info("release job %s ended as %s; replacing it", job_id, status)
         job.delete()
         return True
 
 
-def _stale(job: Job) -> bool:
+def _stale(job: Job, stale_after: float) -> bool:
     beat = job.last_heartbeat or job.started_at
     if beat is None:
         return False
     if beat.tzinfo is None:
         beat = beat.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - beat).total_seconds() > STALE_JOB_SECONDS
+    return (datetime.now(UTC) - beat).total_seconds() > stale_after
 
 
 class WakeBatcher:

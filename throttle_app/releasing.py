@@ -1,11 +1,34 @@
 """One run of a queue's release job: claim what the window allows, complete it at HubSpot, record
 the outcome, and ask for the next run. Every decision about budget lives in claims.py; every
 HubSpot answer is typed by hubspot/client.py; this module only connects them.
+
+What each failure costs, and why:
+- 429 or an empty bucket: the rows go back without an attempt (being limited is not a failure).
+- The connection could not be made: the request never reached HubSpot, so the rows go back
+  without an attempt, and the queue backs off like after a 5xx.
+- 5xx or a read timeout: HubSpot may have acted, so each row counts an attempt (and backs off on
+  its own); the queue stops and backs off, exponentially with jitter over its consecutive
+  failures (THROTTLE_RETRY_BASE_SECONDS doubling up to THROTTLE_RETRY_MAX_SECONDS), so an outage
+  neither burns the window's budget in a tight loop nor pushes rows to their attempt limit.
+- 400, 404, 409, 410, 413, 422 on a batch can be about one callback: the batch is halved until
+  the refused callbacks stand alone and fail; their neighbours complete.
+- Any other 4xx (403 missing scope, 405, 415, ...) is about the app, the portal or the request:
+  failing callbacks one by one for it would fail the whole backlog and push our error rate past
+  HubSpot's 5%. The rows go back without an attempt, the queue pauses for
+  THROTTLE_REFUSED_BACKOFF_SECONDS, and a warning names the portal and the status.
+A paused queue's early wake-ups (cleaner, admissions) only reschedule it to the pause's end.
+
+Time: a claim's lease counts from before the claim, and a call starts only when the bucket wait,
+the HTTP timeouts and a margin fit in what is left of it (Settings.call_budget_seconds), checked
+again after the bucket gave its token; so no send lands after its lease ended. The job
+heartbeats before every HubSpot call and token refresh (the release clock replaces jobs whose
+heartbeat is older than Settings.stale_job_seconds).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,12 +39,15 @@ from sqlalchemy.orm import Session
 
 from throttle_app import claims
 from throttle_app.claims import Claim, ClaimedRow, Idle
-from throttle_app.config import Settings
+from throttle_app.config import CALL_MARGIN_SECONDS, Settings
 from throttle_app.hubspot.client import (
     BucketWait,
     HubSpotClient,
+    NotSent,
     RateLimited,
+    Refused,
     Rejected,
+    TooLate,
     Transient,
     Unauthorized,
 )
@@ -62,12 +88,19 @@ class _Stop:
     reason: str
     wait: float = 0.0  # seconds before the queue may be looked at again
     wake: bool = True  # False: nothing will change until something else wakes the queue
+    pause: bool = False  # True: early wake-ups (cleaner, admissions) wait for `wait` too
 
 
 def _unavailable(exc: PortalUnavailable) -> _Stop:
     if exc.retry_in is None:
         return _Stop(f"portal unavailable: {exc}", wake=False)
     return _Stop(f"no token yet: {exc}", wait=exc.retry_in)
+
+
+def backoff_seconds(streak: int, base: float, cap: float) -> float:
+    """The queue's pause after `streak` failed calls in a row: the per-row retry backoff of
+    claims.mark_retry (base doubling up to cap, times 0.5..1 jitter), over the streak."""
+    return min(cap, base * 2 ** min(streak - 1, 30)) * (0.5 + random.random() / 2)
 
 
 class Releaser:
@@ -91,20 +124,25 @@ class Releaser:
         self.sleep = sleep
         self.heartbeat = heartbeat
         self.lead = timedelta(milliseconds=settings.release_lead_ms)
-        # A call may only start when it surely ends (timeouts) before its lease does.
-        self.call_budget = (
-            settings.http_connect_timeout_seconds + settings.http_read_timeout_seconds
-        )
+        # A call may only start when it surely ends (bucket wait, timeouts) before its lease.
+        self.call_budget = settings.call_budget_seconds
 
     def run(self, queue_id: int) -> ReleaseReport:
         report = ReleaseReport()
         # One token lookup per run, not per batch: a run lasts release_job_seconds, and the
         # store never hands out a token with less than 30 s left. A 401 replaces it.
         self.token: str | None = None
+        paused = self.schedule.paused_for(queue_id)
+        if paused > 0:  # woken early by the cleaner or an admission: keep the backoff
+            report.stopped = f"backing off for {paused:.1f}s"
+            self.schedule.wake([queue_id], paused)
+            report.next_run_in = paused
+            return report
         deadline = time.monotonic() + self.settings.release_job_seconds
         stop: _Stop | None = None
         while time.monotonic() < deadline:
             self.heartbeat()
+            started = time.monotonic()  # before the claim: its lease cannot start earlier
             claim = claims.claim_next(
                 self.session,
                 queue_id,
@@ -115,13 +153,15 @@ class Releaser:
             if isinstance(claim, Idle):
                 break
             report.claimed += len(claim.rows)
-            lease_deadline = time.monotonic() + claim.lease_seconds
+            lease_deadline = started + claim.lease_seconds
             if claim.send_delay > 0:
                 self.sleep(claim.send_delay)
             stop = self._deliver(claim, lease_deadline, report)
             if stop is not None:
                 report.stopped = stop.reason
                 break
+        if stop is not None and stop.pause:
+            self.schedule.pause(queue_id, stop.wait)
         report.next_run_in = self._schedule_next(queue_id, stop)
         return report
 
@@ -137,6 +177,8 @@ class Releaser:
 
     def _deliver(self, claim: Claim, lease_deadline: float, report: ReleaseReport) -> _Stop | None:
         try:
+            if self.token is None:
+                self.heartbeat()  # a refresh may take a while (lock wait, retries)
             token = self.token or self.tokens.access_token_for(claim.portal_id)
         except PortalUnavailable as exc:
             report.given_back += claims.give_back(self.session, claim, claim.rows)
@@ -176,23 +218,54 @@ class _Sender:
             report.given_back += claims.give_back(r.session, claim, rows)
             return _Stop("lease about to end")
         pairs = [(row.callback_id, state) for row in rows]
+        r.heartbeat()
         try:
             report.calls += 1
-            refused = r.client.complete_callbacks(claim.portal_id, self.token, pairs)
+            refused = r.client.complete_callbacks(
+                claim.portal_id, self.token, pairs, deadline=self.deadline - CALL_MARGIN_SECONDS
+            )
         except Unauthorized:
             return self._unauthorized(rows, state)
-        except (RateLimited, BucketWait) as exc:
+        except (RateLimited, BucketWait, TooLate) as exc:
             report.given_back += claims.give_back(r.session, claim, rows)
-            wait = exc.retry_after if isinstance(exc, RateLimited) else exc.wait
-            return _Stop(str(exc), wait=wait)
+            return _Stop(str(exc), wait=_wait_of(exc))
+        except NotSent as exc:
+            report.given_back += claims.give_back(r.session, claim, rows)
+            return self._outage(str(exc))
         except Transient as exc:
             self._retry(rows, f"HubSpot call failed: {exc}")
-            return _Stop(str(exc))
+            return self._outage(str(exc))
+        except Refused as exc:
+            return self._refused(rows, exc)
         except Rejected as exc:
             return self._isolate(rows, state, exc)
         report.completed += claims.mark_completed(r.session, claim, rows, refused)
         report.failed += len(refused)
+        r.schedule.succeeded(claim.queue_id)  # after the commit: Redis must not block a mark
         return None
+
+    def _outage(self, reason: str) -> _Stop:
+        """HubSpot unreachable or failing: stop, and pause longer the longer it lasts."""
+        s = self.r.settings
+        streak = self.r.schedule.failure_streak(self.claim.queue_id)
+        wait = backoff_seconds(streak, s.retry_base_seconds, s.retry_max_seconds)
+        return _Stop(reason, wait=wait, pause=True)
+
+    def _refused(self, rows: list[ClaimedRow], exc: Refused) -> _Stop:
+        """A refusal of the whole request: no callback is at fault, so none fails for it."""
+        r, claim = self.r, self.claim
+        self.report.given_back += claims.give_back(r.session, claim, rows)
+        wait = r.settings.refused_backoff_seconds
+        log.warning(
+            "HubSpot refused the callback request for portal %s with HTTP %s (%s);"
+            " queue %s pauses %.0fs",
+            claim.portal_id,
+            exc.status,
+            exc.message,
+            claim.queue_id,
+            wait,
+        )
+        return _Stop(f"HubSpot refused the request: {exc}", wait=wait, pause=True)
 
     def _unauthorized(self, rows: list[ClaimedRow], state: str) -> _Stop | None:
         r = self.r
@@ -200,6 +273,7 @@ class _Sender:
             self._retry(rows, "HubSpot refused a freshly refreshed access token (401)")
             return _Stop("unauthorized")
         self.refreshed = True
+        r.heartbeat()  # the refresh may wait for the row lock and retry
         try:
             self.token = r.tokens.refresh_after_unauthorized(self.claim.portal_id, self.token)
         except PortalUnavailable as exc:
@@ -221,7 +295,8 @@ class _Sender:
         self.report.retried += len(rows)
 
     def _isolate(self, rows: list[ClaimedRow], state: str, exc: Rejected) -> _Stop | None:
-        """A 4xx for a batch: halve it until the refused callbacks stand alone and fail."""
+        """A 4xx that can be about one callback: halve the batch until the refused callbacks
+        stand alone and fail."""
         if len(rows) == 1:
             claims.mark_rejected(self.r.session, self.claim, rows[0], f"HubSpot refused: {exc}")
             self.report.failed += 1
@@ -236,3 +311,11 @@ class _Sender:
                     self.report.given_back += claims.give_back(self.r.session, self.claim, rest)
                 return stop
         return None
+
+
+def _wait_of(exc: RateLimited | BucketWait | TooLate) -> float:
+    if isinstance(exc, RateLimited):
+        return exc.retry_after
+    if isinstance(exc, BucketWait):
+        return exc.wait
+    return 0.0  # the lease ran short: claim afresh now

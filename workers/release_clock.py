@@ -20,8 +20,9 @@ log = logging.getLogger(__name__)
 MAX_SLEEP_SECONDS = 1.0
 
 
-def run_clock(redis_url: str, job_timeout: int, parent_pid: int) -> None:
-    """Loop until SIGTERM or the parent process dies."""
+def run_clock(redis_url: str, job_timeout: int, parent_pid: int, stale_after: float) -> None:
+    """Loop until SIGTERM or the parent process dies. `stale_after`: Settings.stale_job_seconds
+    (a running job older than that without a heartbeat is replaced)."""
     stopping = False
 
     def stop(signum, frame) -> None:
@@ -31,7 +32,7 @@ def run_clock(redis_url: str, job_timeout: int, parent_pid: int) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     connection = redis.Redis.from_url(redis_url, socket_timeout=MAX_SLEEP_SECONDS + 5)
-    schedule = ReleaseSchedule(connection, job_timeout=job_timeout)
+    schedule = ReleaseSchedule(connection, job_timeout=job_timeout, stale_after=stale_after)
     while not stopping and os.getppid() == parent_pid:
         try:
             until_next = schedule.promote_due()

@@ -37,7 +37,12 @@ def main(argv: list[str]) -> None:
     if RELEASES_QUEUE in names:
         clock = multiprocessing.get_context("fork").Process(
             target=run_clock,
-            args=(settings.redis_url, settings.job_timeout_seconds, os.getpid()),
+            args=(
+                settings.redis_url,
+                settings.job_timeout_seconds,
+                os.getpid(),
+                settings.stale_job_seconds,
+            ),
             name="release-clock",
             daemon=True,
         )

@@ -3,17 +3,26 @@ bucket (invariant 4). Answers are turned into typed outcomes the release engine 
 
 - 2xx: done (a PARTIAL body lists callbacks HubSpot refused);
 - 429: the portal's bucket is blocked for every process until Retry-After (clamped), RateLimited;
-- 401: Unauthorized (the caller refreshes once); 5xx, timeouts, connection errors: Transient;
-- other 4xx: Rejected (the caller isolates the bad callbacks).
+- 401: Unauthorized (the caller refreshes once);
+- 5xx, read timeouts, connections that broke after the request went out: Transient (HubSpot may
+  have acted);
+- connect timeouts and refused/unresolvable connections: NotSent (the request never left);
+- 400, 404, 409, 410, 413, 422: Rejected, answers that can be about one callback of the batch
+  (the caller isolates the bad callbacks by halving);
+- any other 4xx (403 missing scope, 405, 415, ...): Refused, an answer about the app, the portal
+  or the request as a whole: no callback is at fault, so none may fail for it.
+- a call whose bucket wait left too little of the caller's deadline is not made: TooLate.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 
 import requests
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.http import hubspot_session, session_timeout
@@ -23,6 +32,9 @@ from throttle_app.token_bucket import TokenBucket
 log = logging.getLogger(__name__)
 
 COMPLETE_BATCH_PATH = "/automation/v4/actions/callbacks/complete"
+# 4xx answers that can be about one callback of a batch (unknown, expired, completed, invalid).
+ITEM_ERROR_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
+REDACTED = "[redacted]"
 
 
 class HubSpotCallError(Exception):
@@ -50,16 +62,28 @@ class Unauthorized(HubSpotCallError):
 
 
 class Transient(HubSpotCallError):
-    """5xx, timeout or connection error: HubSpot may or may not have acted; retry later."""
+    """5xx, read timeout or a broken connection: HubSpot may or may not have acted."""
+
+
+class NotSent(HubSpotCallError):
+    """The connection could not be made: the request surely never reached HubSpot."""
+
+
+class TooLate(HubSpotCallError):
+    """The bucket wait used up the caller's deadline: the request was not sent."""
 
 
 class Rejected(HubSpotCallError):
-    """A 4xx other than 401/429: the request (some callback in it) is not acceptable."""
+    """A 4xx that can be about one callback: some callback in the request is not acceptable."""
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
         self.status = status
         self.message = message
+
+
+class Refused(Rejected):
+    """A 4xx about the request as a whole (scope, method, media type): not any callback's fault."""
 
 
 class HubSpotClient:
@@ -70,15 +94,20 @@ class HubSpotClient:
         self._bucket = bucket
         self._base = settings.hubspot_api_base
 
-    def send(self, portal_id: int, method: str, path: str, access_token: str, body: object):
-        """The one send path: bucket token, then the request with timeouts; typed failures."""
-        waited = _Waited()
-        acquired = self._bucket.acquire(
-            portal_id, max_wait=self._settings.max_inline_wait_seconds, sleep=waited.sleep
-        )
-        worker_metrics.bucket_waited(waited.seconds, acquired)
-        if not acquired:
-            raise BucketWait(max(self._bucket.wait_time(portal_id), 0.05))
+    def send(
+        self,
+        portal_id: int,
+        method: str,
+        path: str,
+        access_token: str,
+        body: object,
+        deadline: float | None = None,
+    ):
+        """The one send path: bucket token, then the request with timeouts; typed failures.
+
+        `deadline` (time.monotonic()): the call must end by then, timeouts included, so the
+        bucket waits no longer than that allows and the request is not sent after it."""
+        self._take_token(portal_id, deadline)
         try:
             response = hubspot_session().request(
                 method,
@@ -87,12 +116,30 @@ class HubSpotClient:
                 headers={"Authorization": f"Bearer {access_token}"},
                 timeout=session_timeout(self._settings),
             )
-        except requests.Timeout:
-            worker_metrics.hubspot_call("timeout")
-            raise Transient("timeout") from None
         except requests.RequestException as exc:
-            worker_metrics.hubspot_call("connection_error")
-            raise Transient(f"connection error: {type(exc).__name__}") from None
+            raise _typed_failure(exc) from None
+        return self._check(portal_id, access_token, response)
+
+    def _take_token(self, portal_id: int, deadline: float | None) -> None:
+        max_wait = self._settings.max_inline_wait_seconds
+        if deadline is not None:
+            max_wait = min(max_wait, deadline - time.monotonic() - self._call_seconds())
+            if max_wait < 0:
+                raise TooLate("no time left to send before the deadline")
+        waited = _Waited()
+        acquired = self._bucket.acquire(portal_id, max_wait=max_wait, sleep=waited.sleep)
+        worker_metrics.bucket_waited(waited.seconds, acquired)
+        if not acquired:
+            raise BucketWait(max(self._bucket.wait_time(portal_id), 0.05))
+        if deadline is not None and time.monotonic() + self._call_seconds() > deadline:
+            raise TooLate("no time left to send before the deadline")
+
+    def _call_seconds(self) -> float:
+        """Connect and read timeouts: how long the request itself may take."""
+        return sum(session_timeout(self._settings))
+
+    def _check(self, portal_id: int, access_token: str, response: requests.Response):
+        """The response when it is a 2xx; otherwise the typed failure (module docstring)."""
         status = response.status_code
         worker_metrics.hubspot_call(status)
         if status == 429:
@@ -103,23 +150,33 @@ class HubSpotClient:
             raise RateLimited(retry_after)
         if status == 401:
             raise Unauthorized("HubSpot refused the access token")
-        if status >= 500:
+        if status >= 500 or status == 408:
             raise Transient(f"HTTP {status}")
         if status >= 400:
-            raise Rejected(status, _error_message(response))
+            message = _error_message(response).replace(access_token, REDACTED)
+            kind = Rejected if status in ITEM_ERROR_STATUSES else Refused
+            raise kind(status, message)
         return response
 
     def retry_after(self, header: str | None) -> float:
-        """Retry-After in seconds, clamped; a default when absent or unreadable."""
+        """Retry-After in seconds, clamped; a default when absent or unreadable. float() reads
+        "nan" and "inf" too; they count as unreadable, as NaN would survive the clamp and make
+        the bucket block fail."""
         settings = self._settings
         try:
             value = float(header) if header is not None else settings.retry_after_default_seconds
         except ValueError:
             value = settings.retry_after_default_seconds
+        if not math.isfinite(value):
+            value = settings.retry_after_default_seconds
         return min(max(value, 1.0), settings.retry_after_max_seconds)
 
     def complete_callbacks(
-        self, portal_id: int, access_token: str, callbacks: Sequence[tuple[str, str]]
+        self,
+        portal_id: int,
+        access_token: str,
+        callbacks: Sequence[tuple[str, str]],
+        deadline: float | None = None,
     ) -> dict[str, str]:
         """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}."""
         body = {
@@ -128,7 +185,7 @@ class HubSpotClient:
                 for callback_id, state in callbacks
             ]
         }
-        response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body)
+        response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline)
         return _partial_errors(response)
 
 
@@ -141,6 +198,29 @@ class _Waited:
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
         self.seconds += seconds
+
+
+def _typed_failure(exc: requests.RequestException) -> HubSpotCallError:
+    """NotSent only when the connection itself failed (nothing can have reached HubSpot); a
+    read timeout or a connection dropped mid-answer may have completed the callbacks."""
+    timeout = isinstance(exc, requests.Timeout)
+    worker_metrics.hubspot_call("timeout" if timeout else "connection_error")
+    if isinstance(exc, requests.ConnectTimeout) or _connect_failed(exc):
+        return NotSent(f"connect failed: {type(exc).__name__}")
+    if timeout:
+        return Transient("timeout")
+    return Transient(f"connection error: {type(exc).__name__}")
+
+
+def _connect_failed(exc: requests.RequestException) -> bool:
+    if not isinstance(exc, requests.ConnectionError) or isinstance(
+        exc, requests.exceptions.SSLError
+    ):
+        return False
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, NewConnectionError | ConnectTimeoutError)
 
 
 def _partial_errors(response: requests.Response) -> dict[str, str]:
