@@ -335,6 +335,27 @@ def test_401_refreshes_once_and_resends(engine_app, fake):
     assert fake.stats()["token_calls"].get("refresh_token") == 1
 
 
+def test_a_fresh_token_refused_too_fails_nothing_and_backs_off(engine_app, fake, monkeypatch):
+    from throttle_app import oauth_tokens
+
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    with engine_app.app_context():
+        fake.expire_access_token(oauth_tokens.access_token_for(PORTAL))
+    refresh = oauth_tokens.refresh_after_unauthorized
+
+    def refresh_then_refused(portal_id: int, rejected: str) -> str:
+        token = refresh(portal_id, rejected)
+        fake.expire_access_token(token)  # HubSpot refuses the new token as well
+        return token
+
+    monkeypatch.setattr(oauth_tokens, "refresh_after_unauthorized", refresh_then_refused)
+    report = run_release(engine_app, queue_id(engine_app))
+    assert (report.calls, report.given_back, report.failed) == (2, 3, 0)
+    assert report.next_run_in > 0
+    assert query(engine_app, "SELECT max(attempts), count(*) FROM action_executions")[0] == (0, 3)
+    assert states(engine_app) == {"pending": 3}
+
+
 def test_disconnected_portal_is_not_called(engine_app, fake):
     admit(engine_app, 2, rate=("5", "1", "minutes"))
     with engine_app.app_context():

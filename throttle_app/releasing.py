@@ -12,6 +12,8 @@ What each failure costs, and why:
   neither burns the window's budget in a tight loop nor pushes rows to their attempt limit.
 - 400, 404, 409, 410, 413, 422 on a batch can be about one callback: the batch is halved until
   the refused callbacks stand alone and fail; their neighbours complete.
+- A 401 refreshes the token once; a 401 for the fresh token too gives the rows back and backs the
+  queue off like an outage (the app's access is broken, not the callbacks).
 - Any other 4xx (403 missing scope, 405, 415, ...) is about the app, the portal or the request:
   failing callbacks one by one for it would fail the whole backlog and push our error rate past
   HubSpot's 5%. The rows go back without an attempt, the queue pauses for
@@ -270,8 +272,16 @@ class _Sender:
     def _unauthorized(self, rows: list[ClaimedRow], state: str) -> _Stop | None:
         r = self.r
         if self.refreshed:
-            self._retry(rows, "HubSpot refused a freshly refreshed access token (401)")
-            return _Stop("unauthorized")
+            # A fresh token refused too: the app's access to the portal is broken, not these
+            # callbacks. Nothing fails for it; the queue backs off like during an outage.
+            self.report.given_back += claims.give_back(r.session, self.claim, rows)
+            log.warning(
+                "HubSpot refused a freshly refreshed access token for portal %s (401); queue %s"
+                " backs off",
+                self.claim.portal_id,
+                self.claim.queue_id,
+            )
+            return self._outage("HubSpot refused a freshly refreshed access token (401)")
         self.refreshed = True
         r.heartbeat()  # the refresh may wait for the row lock and retry
         try:
