@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
 
@@ -69,8 +70,23 @@ def test_secrets_are_not_in_the_repr_and_are_listed_for_redaction():
         service_env(DATABASE_URL="postgresql://app:db-pass-123@127.0.0.1/x")
     )
     assert "yyyyyyyy" not in repr(settings)
+    assert "db-pass-123" not in repr(settings)
     assert "db-pass-123" in settings.secrets
     assert settings.hubspot_client_secret in settings.secrets
+
+
+def test_redis_password_and_token_keys_are_listed_for_redaction():
+    key = base64.b64encode(b"k" * 32).decode()
+    settings = Settings.from_env(
+        service_env(REDIS_URL="redis://:r%40pass99@127.0.0.1:6379/0", TOKEN_ENCRYPTION_KEY=key)
+    )
+    assert "r%40pass99" not in repr(settings)
+    assert {"r%40pass99", "r@pass99", key.rstrip("=")} <= set(settings.secrets)
+
+
+def test_client_secret_loses_the_newline_of_a_mounted_file():
+    settings = Settings.from_env(service_env(HUBSPOT_CLIENT_SECRET="abc-secret\n"))
+    assert settings.hubspot_client_secret == "abc-secret"
 
 
 def test_startup_error_is_one_line_without_traceback():

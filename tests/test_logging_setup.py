@@ -199,6 +199,13 @@ def test_url_encoded_secret_redacted() -> None:
         ("status_code=500 exit code", "status_code=500 exit code"),
         ("https://api.hubapi.com:443/crm/v3", "https://api.hubapi.com:443/crm/v3"),
         ('{"token_type": "bearer", "hub_id": 1}', '{"token_type": "bearer", "hub_id": 1}'),
+        (
+            'TokenGrant(access_token=\'na1-abc\', refresh_token="na1-d\\"ef")',
+            "TokenGrant(access_token='[REDACTED]', refresh_token=\"[REDACTED]\")",
+        ),
+        ("refresh_token: na1-abc-123, hub_id: 7", "refresh_token: [REDACTED], hub_id: 7"),
+        ("Authorization:Basic dXNlcjpwYXNz", "Authorization:Basic [REDACTED]"),
+        ("status_code: 500, token_type: bearer", "status_code: 500, token_type: bearer"),
     ],
 )
 def test_pattern_redaction(text: str, expected: str) -> None:

@@ -9,11 +9,13 @@ together after parsing, with the same one-line error naming all of them.
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
+from urllib.parse import unquote
 
 from throttle_app.crypto import InvalidKeyError, parse_keys
 from throttle_app.durations import parse_iso_duration
@@ -58,8 +60,8 @@ def sqlalchemy_url(url: str) -> str:
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str
-    redis_url: str
+    database_url: str = field(repr=False)  # both may carry a password
+    redis_url: str = field(repr=False)
     hubspot_client_id: str
     hubspot_client_secret: str = field(repr=False)
     secret_key: str = field(repr=False)
@@ -139,8 +141,11 @@ class Settings:
             found.append(str(password))
         password = _redis_password(self.redis_url)
         if password:
-            found.append(password)
-        return tuple(found)
+            found += [password, unquote(password)]  # as written in the URL, and as sent
+        for key in self.token_keys:  # as TOKEN_ENCRYPTION_KEY may spell them (padding or not)
+            for encode in (base64.b64encode, base64.urlsafe_b64encode):
+                found.append(encode(key).decode().rstrip("="))
+        return tuple(dict.fromkeys(found))
 
     @property
     def call_budget_seconds(self) -> float:
@@ -187,7 +192,8 @@ class Settings:
             database_url=sqlalchemy_url(env["DATABASE_URL"]),
             redis_url=env["REDIS_URL"],
             hubspot_client_id=env["HUBSPOT_CLIENT_ID"],
-            hubspot_client_secret=env["HUBSPOT_CLIENT_SECRET"],
+            # A secret mounted from a file often ends in a newline; HubSpot would refuse it.
+            hubspot_client_secret=env["HUBSPOT_CLIENT_SECRET"].strip(),
             secret_key=env["SECRET_KEY"],
             token_keys=token_keys,
             hubspot_api_base=reader.url("HUBSPOT_API_BASE", cls.hubspot_api_base),

@@ -37,6 +37,7 @@ REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6
 
 _KEY = r"(?:\w*(?:token|secret|password|passwd)|code|authorization|api_?key|hapikey)"
+_VALUE_KEY = r"(?:\w*(?:token|secret|password|passwd)|code|api_?key|hapikey)"  # value follows
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer xxx" anywhere (Authorization headers, repr of header dicts, error texts).
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1" + REDACTED),
@@ -53,6 +54,16 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(rf"(?i)('{_KEY}'\s*:\s*')(?:[^'\\]|\\.)*(')"), r"\1" + REDACTED + r"\2"),
     # Form bodies and query strings: refresh_token=...&, code=...
     (re.compile(rf"(?i)(?<![\w.-])({_KEY}=)[^&\s\"'#;,]+"), r"\1" + REDACTED),
+    # Keyword-argument reprs: access_token='...', refresh_token="..."
+    (
+        re.compile(rf"(?i)(?<![\w.-])({_KEY}=)(['\"])(?:(?!\2)[^\\]|\\.)*\2"),
+        r"\1\2" + REDACTED + r"\2",
+    ),
+    # Unquoted "key: value" (YAML, header-like and message text): refresh_token: na1-...
+    (
+        re.compile(rf"(?i)(?<![\w.\"'-])({_VALUE_KEY}:[ \t]*)(?![\"'\s])[^\s\"',;}}]+"),
+        r"\1" + REDACTED,
+    ),
     # Passwords in URLs: scheme://user:PASS@host -> scheme://user:***@host
     (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/?#@\"']*:)[^\s@\"'<>]+(@)"), r"\1***\2"),
 )

@@ -21,6 +21,7 @@ import requests
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.http import hubspot_session, session_timeout
+from throttle_app.input_fields import ASCII_INTEGER, MAX_BIGINT
 
 __all__ = [
     "INTROSPECT_PATH",
@@ -40,6 +41,9 @@ __all__ = [
 TOKEN_PATH = "/oauth/2026-03/token"  # noqa: S105 (a path, not a secret)
 INTROSPECT_PATH = "/oauth/2026-03/token/introspect"
 DEAD_GRANT_STATUSES = frozenset({"BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"})
+# HubSpot's access tokens live 30 minutes; a longer answer is trusted up to a day (the token is
+# refreshed ahead of its expiry anyway, and a huge value would overflow the expiry time).
+MAX_EXPIRES_IN_SECONDS = 86_400
 MAX_BACKOFF_SECONDS = 2.0
 REDACTED = "[REDACTED]"
 
@@ -163,6 +167,7 @@ def _grant(settings: Settings, form: dict[str, str]) -> TokenGrant:
         raise OAuthBadAnswer("HubSpot's token answer has no access_token")
     if expires_in is None or expires_in <= 0:
         raise OAuthBadAnswer("HubSpot's token answer has no valid expires_in")
+    expires_in = min(expires_in, MAX_EXPIRES_IN_SECONDS)
     return TokenGrant(
         access_token=access_token,
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
@@ -238,12 +243,13 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
 
 
 def _integer(value: Any) -> int | None:
+    """A non-negative integer that fits a bigint, as a JSON number or ASCII digits; else None."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
+    if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_BIGINT:
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
     return None
 
 

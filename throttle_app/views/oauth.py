@@ -147,7 +147,9 @@ def _callback() -> Response:
         return _failure("missing_code")
     try:
         installed = oauth_tokens.install_from_code(code, _redirect_uri())
-    except oauth_api.InvalidGrant:
+    except oauth_api.InvalidGrant as exc:
+        # Usually an expired or reused code; BAD_REDIRECT_URI here is our PUBLIC_BASE_URL.
+        log.warning("HubSpot refused the authorization code: %s", exc.reason)
         return _failure("code_rejected")
     except oauth_api.OAuthRejected as exc:
         log.error("HubSpot refused the code exchange: %s", exc.reason)
