@@ -392,11 +392,13 @@ def test_probe_without_redis_url_fails_with_one_line(capsys: pytest.CaptureFixtu
     assert err == "healthcheck (worker): REDIS_URL is not set\n"
 
 
-def test_probe_against_unreachable_redis_fails_fast() -> None:
+def test_probe_against_unreachable_redis_does_not_ask_for_a_restart() -> None:
+    """A restart cannot bring Redis back; RQ reconnects by itself (no crash loop)."""
     started = time.monotonic()
     result = probe(redis_url=f"redis://127.0.0.1:{free_port()}/0")
     assert time.monotonic() - started < 10
-    assert_unhealthy(result, "Redis unavailable")
+    assert result.returncode == 0, result.stderr
+    assert "Redis unreachable" in result.stdout
 
 
 def test_probe_against_a_silent_server_gives_up_within_ten_seconds() -> None:
@@ -409,14 +411,15 @@ def test_probe_against_a_silent_server_gives_up_within_ten_seconds() -> None:
         result = probe("--scheduler", redis_url=f"redis://127.0.0.1:{port}/0")
         elapsed = time.monotonic() - started
     assert elapsed < 10.5
-    assert_unhealthy(result)
+    assert result.returncode == 0, result.stderr
+    assert "Redis" in result.stdout and "not a reason to restart" in result.stdout
 
 
 def test_probe_never_prints_the_redis_password() -> None:
     secret = "s3cret-redis-password"
     port = free_port()
     result = probe(redis_url=f"redis://:{secret}@127.0.0.1:{port}/0")
-    assert_unhealthy(result)
+    assert result.returncode == 0 and "Redis unreachable" in result.stdout
     assert secret not in result.stderr + result.stdout
     bad = probe(redis_url=f"http://:{secret}@example.invalid/0")
     assert_unhealthy(bad, "REDIS_URL is not a usable Redis URL")

@@ -56,5 +56,12 @@ def engine_options(settings: Settings) -> dict:
             "connect_timeout": settings.db_connect_timeout_seconds,
             "application_name": "throttle",
             "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # A dead peer (failover, partition without a reset) is noticed in about 25 s instead
+            # of the kernel's 15 minutes, on idle pooled connections and mid-query alike.
+            "keepalives": 1,
+            "keepalives_idle": 10,
+            "keepalives_interval": 5,
+            "keepalives_count": 3,
+            "tcp_user_timeout": 25_000,
         },
     }

@@ -3,6 +3,9 @@
 The Helm chart runs it as the exec liveness probe of the worker and scheduler pods. It reads only
 REDIS_URL (no database, no other setting: a probe must not depend on every secret being in
 place), answers within 10 seconds, and exits 0 when healthy, or 1 with one line on stderr.
+Redis itself unreachable or hung is exit 0 (with a line saying so): a restart cannot fix it, RQ
+reconnects by itself, and pods restarted meanwhile would crash-loop and start late once Redis is
+back.
 
 Without a flag: an RQ worker registered from this host (its `hostname` field equals
 `socket.gethostname()`) is alive: its `rq:worker:<name>` hash still exists and has no `death`
@@ -210,6 +213,11 @@ def probe(scheduler: bool, env: Mapping[str, str]) -> str:
         if scheduler:
             return check_scheduler(connection, hostname)
         return check_worker(connection, hostname)
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        # Not this process's fault, and a restart cannot fix it: RQ reconnects by itself, while
+        # restarted pods could not even register and would crash-loop after Redis is back.
+        name = type(exc).__name__
+        return f"Redis unreachable ({name}): not a reason to restart the {_what(scheduler)}"
     except redis.RedisError as exc:
         raise Unhealthy(f"Redis unavailable: {type(exc).__name__}: {exc}") from None
     finally:
@@ -225,14 +233,21 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
         return 0
     except Unhealthy as exc:
         reason = str(exc)
-    except _DeadlinePassed:
-        reason = f"no answer from Redis within {DEADLINE_SECONDS}s"
+    except _DeadlinePassed:  # a hung Redis: as unreachable, a restart would not help
+        print(
+            f"no answer from Redis within {DEADLINE_SECONDS}s: not a reason to restart the "
+            f"{_what(args.scheduler)}"
+        )
+        return 0
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-    what = "scheduler" if args.scheduler else "worker"
-    print(f"healthcheck ({what}): {' '.join(reason.split())}", file=sys.stderr)
+    print(f"healthcheck ({_what(args.scheduler)}): {' '.join(reason.split())}", file=sys.stderr)
     return 1
+
+
+def _what(scheduler: bool) -> str:
+    return "scheduler" if scheduler else "worker"
 
 
 if __name__ == "__main__":
