@@ -68,13 +68,13 @@ case "${role}" in
         echo "entrypoint.sh: refusing to start the dashboard: REDIS_URL is not set." >&2
         exit 78
     fi
-    # Secrets go through rq-dashboard's own RQ_DASHBOARD_* environment variables (click's
-    # auto_envvar_prefix), not argv, so they never show in `ps` or /proc/*/cmdline.
-    # rq-dashboard only enables basic auth when a username is set: `:-` also replaces an empty one.
-    export RQ_DASHBOARD_USERNAME="${THROTTLE_DASHBOARD_USERNAME:-admin}"
-    export RQ_DASHBOARD_PASSWORD="${THROTTLE_DASHBOARD_PASSWORD}"
-    export RQ_DASHBOARD_REDIS_URL="${REDIS_URL}"
-    exec rq-dashboard --bind 0.0.0.0 --port "${PORT:-9181}" --disable-delete
+    # rq-dashboard behind the app's own guard (throttle_app/dashboard.py: constant-time login,
+    # delete disabled, same-origin actions) under gunicorn, not rq-dashboard's CLI (a plain
+    # password compare on a development server). Secrets stay in the environment, never argv.
+    # `--config /dev/null`: gunicorn.conf.py is the web role's and needs every secret.
+    exec gunicorn --config /dev/null --bind "0.0.0.0:${PORT:-9181}" --workers 1 \
+        --worker-class gthread --threads 4 --access-logfile - --no-control-socket \
+        "throttle_app.dashboard:standalone_app()"
     ;;
   flask)
     exec flask "$@"

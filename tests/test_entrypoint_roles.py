@@ -273,6 +273,11 @@ def test_dashboard_role_requires_its_password(redis_conn: redis.Redis, tmp_path:
         assert requests.get(f"{base}/", auth=good, timeout=5).status_code == 200
         deleted = requests.post(f"{base}/job/anything/delete", auth=good, timeout=5)
         assert deleted.json() == {"status": "DISABLED"}
+        # The app's guard is in front (rq-dashboard's own CLI answers these with a 200):
+        assert requests.get(f"{base}/requeue/x", auth=good, timeout=5).status_code == 405
+        other_site = {"Origin": "https://evil.example"}
+        compact = requests.post(f"{base}/queue/x/compact", auth=good, headers=other_site, timeout=5)
+        assert compact.status_code == 403
     refused = start_role("dashboard", {k: v for k, v in env.items() if "PASSWORD" not in k})
     assert refused.wait(30) == 78
 

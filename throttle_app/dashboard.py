@@ -1,4 +1,5 @@
-"""rq-dashboard for operators, mounted in the web app at /rq behind HTTP basic auth.
+"""rq-dashboard for operators, mounted in the web app at /rq behind HTTP basic auth, or served
+alone (`standalone_app`, the `dashboard` role) with the same guard.
 
 Mounted only when THROTTLE_DASHBOARD_PASSWORD is set (user THROTTLE_DASHBOARD_USERNAME, default
 `admin`); without a password /rq is a plain 404. rq-dashboard has no authentication of its own,
@@ -20,36 +21,59 @@ Credentials are compared in constant time; answers under /rq are never cached.
 from __future__ import annotations
 
 import hmac
+import os
 from collections.abc import Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, request
 
-from throttle_app.config import Settings
+from throttle_app.config import ConfigError, Settings
 
 URL_PREFIX = "/rq"
 BLUEPRINT = "rq_dashboard"
 REALM = "Throttle RQ dashboard"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 POST_ONLY_ENDPOINTS = frozenset({f"{BLUEPRINT}.requeue_all"})
+STANDALONE_REDIS_TIMEOUT = 2.0  # seconds; the standalone role reads no other setting
 
 
 def init_dashboard(app: Flask, settings: Settings) -> bool:
     """Mount rq-dashboard at /rq when a dashboard password is configured; True when mounted."""
     if not settings.dashboard_password:
         return False
+    _mount(
+        app,
+        settings.dashboard_username,
+        settings.dashboard_password,
+        _with_timeouts(settings.redis_url, settings.redis_timeout_seconds),
+        URL_PREFIX,
+    )
+    return True
+
+
+def standalone_app() -> Flask:
+    """The `dashboard` role (scripts/entrypoint.sh, the chart's dashboard Deployment): only the
+    dashboard, at /, with the same guard, under gunicorn. It reads REDIS_URL and the dashboard
+    login only: that pod gets no database URL and no HubSpot or encryption secret."""
+    password = os.environ.get("THROTTLE_DASHBOARD_PASSWORD") or ""
+    redis_url = os.environ.get("REDIS_URL") or ""
+    if not password or not redis_url:
+        raise ConfigError("the dashboard needs THROTTLE_DASHBOARD_PASSWORD and REDIS_URL")
+    username = os.environ.get("THROTTLE_DASHBOARD_USERNAME") or "admin"
+    app = Flask("throttle_dashboard")
+    _mount(app, username, password, _with_timeouts(redis_url, STANDALONE_REDIS_TIMEOUT), "")
+    return app
+
+
+def _mount(app: Flask, username: str, password: str, redis_url: str, prefix: str) -> None:
     import rq_dashboard
     from rq_dashboard.web import setup_rq_connection
 
-    app.config.update(
-        RQ_DASHBOARD_REDIS_URL=_with_timeouts(settings.redis_url, settings.redis_timeout_seconds),
-        RQ_DASHBOARD_DISABLE_DELETE=True,
-    )
+    app.config.update(RQ_DASHBOARD_REDIS_URL=redis_url, RQ_DASHBOARD_DISABLE_DELETE=True)
     setup_rq_connection(app)  # one Redis client on the app; connects on first use
-    app.register_blueprint(rq_dashboard.blueprint, url_prefix=URL_PREFIX)
-    app.before_request(_guard(settings.dashboard_username, settings.dashboard_password))
-    app.after_request(_no_store)
-    return True
+    app.register_blueprint(rq_dashboard.blueprint, url_prefix=prefix or None)
+    app.before_request(_guard(username, password, prefix))
+    app.after_request(_no_store(prefix))
 
 
 def _with_timeouts(url: str, seconds: float) -> str:
@@ -64,17 +88,20 @@ def _with_timeouts(url: str, seconds: float) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _is_dashboard_request() -> bool:
+def _is_dashboard_request(prefix: str) -> bool:
+    """Under the prefix, or routed to rq-dashboard; everything when mounted at the root."""
     path = request.path
-    return request.blueprint == BLUEPRINT or path == URL_PREFIX or path.startswith(URL_PREFIX + "/")
+    if not prefix:
+        return True
+    return request.blueprint == BLUEPRINT or path == prefix or path.startswith(prefix + "/")
 
 
-def _guard(username: str, password: str) -> Callable[[], Response | None]:
+def _guard(username: str, password: str, prefix: str) -> Callable[[], Response | None]:
     expected_user = username.encode()
     expected_password = password.encode()
 
     def require_dashboard_credentials() -> Response | None:
-        if not _is_dashboard_request():
+        if not _is_dashboard_request(prefix):
             return None
         auth = request.authorization
         given_user = given_password = b""
@@ -119,7 +146,10 @@ def _refuse(status: int, message: str) -> Response:
     return response
 
 
-def _no_store(response: Response) -> Response:
-    if _is_dashboard_request():
-        response.headers["Cache-Control"] = "no-store"
-    return response
+def _no_store(prefix: str) -> Callable[[Response], Response]:
+    def never_cached(response: Response) -> Response:
+        if _is_dashboard_request(prefix):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    return never_cached
