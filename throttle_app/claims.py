@@ -25,7 +25,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app.models import PENDING
-from throttle_app.rates import PERIOD_SECONDS
+from throttle_app.rates import period_seconds
 
 
 @dataclass(frozen=True, order=True)
@@ -33,7 +33,6 @@ class ClaimedRow:
     id: int
     callback_id: str
     outcome: str
-    attempts: int
 
 
 @dataclass(frozen=True)
@@ -68,29 +67,39 @@ _LOCK_QUEUE = text(
     """
 )
 
+# "Which executions": a pending row whose retry time has come and whose hold HubSpot still keeps.
+# The one definition, used by the claim and by next_look (alias e).
+_CLAIMABLE = """e.state = 'pending'
+          AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= clock_timestamp())
+          AND e.hold_expires_at > clock_timestamp()"""
+
 _CLAIM_ROWS = text(
-    """
+    f"""
     UPDATE action_executions SET state = 'claimed', lease_owner = :owner,
            lease_expires_at = clock_timestamp() + make_interval(secs => :lease), updated_at = now()
     WHERE id IN (
-        SELECT id FROM action_executions
-        WHERE queue_id = :queue_id AND state = 'pending'
-          AND (next_attempt_at IS NULL OR next_attempt_at <= clock_timestamp())
-          AND hold_expires_at > clock_timestamp()
-        ORDER BY id LIMIT :limit
+        SELECT e.id FROM action_executions e
+        WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
+        ORDER BY e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
-    RETURNING id, callback_id, outcome, attempts
+    RETURNING id, callback_id, outcome
     """
 )
 
+
+def _after_sends_and_leases(period: str) -> str:
+    """SQL: T (`period`, an SQL expression in seconds) after the queue's last send and after
+    the end of each of its live leases: the earliest a new window may open (alias q)."""
+    return f"""q.last_sent_at + make_interval(secs => {period}),
+        (SELECT max(e.lease_expires_at) FROM action_executions e
+         WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => {period})"""
+
+
 RECOMPUTE_NEXT_RELEASE = text(
-    """
+    f"""
     UPDATE throttle_queues q SET updated_at = now(), next_release_at = GREATEST(
         q.window_opens_at + make_interval(secs => q.window_period_seconds),
-        q.last_sent_at + make_interval(secs => q.window_period_seconds),
-        (SELECT max(e.lease_expires_at) FROM action_executions e
-         WHERE e.queue_id = q.id AND e.state = 'claimed')
-          + make_interval(secs => q.window_period_seconds))
+        {_after_sends_and_leases("q.window_period_seconds")})
     WHERE q.id = :queue_id
     """
 )
@@ -99,17 +108,13 @@ RECOMPUTE_NEXT_RELEASE = text(
 def effective_rate(row) -> tuple[int, int]:
     """(N, T seconds): the operator's override when there is one, else the arrival rate."""
     if row.override_max is not None:
-        unit = str(row.override_unit).rstrip("s")
-        return row.override_max, row.override_time * PERIOD_SECONDS.get(unit, 1)
+        return row.override_max, row.override_time * period_seconds("time_unit", row.override_unit)
     return row.max_throughput, row.period_seconds
 
 
 _WINDOW_READY_AT = text(
-    """
-    SELECT GREATEST(q.next_release_at,
-        q.last_sent_at + make_interval(secs => :period),
-        (SELECT max(e.lease_expires_at) FROM action_executions e
-         WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => :period))
+    f"""
+    SELECT GREATEST(q.next_release_at, {_after_sends_and_leases(":period")})
     FROM throttle_queues q WHERE q.id = :queue_id
     """
 )
@@ -147,7 +152,7 @@ def claim_next(
         return Idle()
     owner = uuid.uuid4()
     rows = sorted(  # oldest first: RETURNING keeps no order
-        ClaimedRow(r.id, r.callback_id, r.outcome, r.attempts)
+        ClaimedRow(r.id, r.callback_id, r.outcome)
         for r in session.execute(
             _CLAIM_ROWS,
             {"owner": owner, "lease": lease_seconds, "queue_id": queue_id, "limit": limit},
@@ -194,7 +199,7 @@ _FENCE = (
 
 
 def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
-    return {"ids": [row.id for row in rows], "owner": claim.owner, "queue_id": claim.queue_id}
+    return {"ids": [row.id for row in rows], "owner": claim.owner}
 
 
 def _after_send(session: Session, queue_id: int) -> None:
@@ -314,11 +319,10 @@ def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
 
 
 _NEXT_LOOK = text(
-    """
+    f"""
     SELECT q.paused, q.draining, q.window_budget, q.next_release_at, clock_timestamp() AS now,
-      EXISTS (SELECT 1 FROM action_executions e WHERE e.queue_id = q.id AND e.state = 'pending'
-              AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= clock_timestamp())
-              AND e.hold_expires_at > clock_timestamp()) AS ready,
+      EXISTS (SELECT 1 FROM action_executions e
+              WHERE e.queue_id = q.id AND {_CLAIMABLE}) AS ready,
       (SELECT min(e.next_attempt_at) FROM action_executions e WHERE e.queue_id = q.id
          AND e.state = 'pending' AND e.next_attempt_at > clock_timestamp()) AS next_retry,
       EXISTS (SELECT 1 FROM action_executions e WHERE e.queue_id = q.id
