@@ -1,9 +1,9 @@
 """gunicorn settings for the web process, taken from throttle_app.config (one place for settings).
 
 gevent workers (throttle_app/web_worker.py: gunicorn's, made fair across keep-alive connections);
-psycopg2 made cooperative in each worker (post_fork); no --preload, because
-SQLAlchemy engines are not fork safe. Starting the master checks every setting, so a missing
-secret stops the service with one line before any worker starts.
+psycopg2 made cooperative in each worker by wsgi.py, which every worker imports after the fork
+(no --preload: SQLAlchemy engines are not fork safe). Starting the master checks every setting,
+so a missing secret stops the service with one line before any worker starts.
 
 Metrics: the workers' prometheus_client metrics live in PROMETHEUS_MULTIPROC_DIR (a fresh
 temporary directory per master when unset), wiped when the master starts; a dead worker's live
@@ -74,12 +74,6 @@ def on_starting(server):
     for name in os.listdir(path):
         if name.endswith(".db"):
             os.remove(os.path.join(path, name))
-
-
-def post_fork(server, worker):
-    from psycogreen.gevent import patch_psycopg
-
-    patch_psycopg()
 
 
 def child_exit(server, worker):

@@ -50,8 +50,6 @@ def admit(
     app: Flask,
     count: int,
     prefix: str = "cb",
-    portal_id: int = PORTAL,
-    workflow_id: int = 1,
     rate: tuple[str, str, str] = ("5", "1", "minutes"),
 ) -> list[str]:
     client = app.test_client()
@@ -60,8 +58,8 @@ def admit(
     for callback_id in ids:
         payload = execution_payload(
             callback_id=callback_id,
-            portal_id=portal_id,
-            workflow_id=workflow_id,
+            portal_id=PORTAL,
+            workflow_id=1,
             max_throughput=max_value,
             time_value=time_value,
             period=period,
@@ -92,9 +90,10 @@ def queue_id(app: Flask) -> int:
     return query(app, "SELECT id FROM throttle_queues ORDER BY id LIMIT 1")[0][0]
 
 
-def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, prefix: str = "b"):
+def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int):
     """A queue with `count` pending executions, written straight to PostgreSQL (fast setup for
     release tests; admission has its own tests). Returns the queue id."""
+    prefix = "b"
     with app.app_context():
         queue = db.session.execute(
             text(

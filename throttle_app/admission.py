@@ -71,8 +71,8 @@ class Admission:
         engine: Engine,
         hold: timedelta,
         deadline_seconds: float,
-        writers: int = 2,
-        max_batch: int = 500,
+        writers: int,
+        max_batch: int,
         after_commit: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._engine = engine

@@ -21,7 +21,6 @@ def create_app(settings: Settings | None = None) -> Flask:
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),
-        JSON_SORT_KEYS=False,
     )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))

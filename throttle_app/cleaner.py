@@ -18,6 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app import claims
+from throttle_app.models import TERMINAL_STATES
 from throttle_app.release_schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -110,9 +111,13 @@ def purge(session: Session, retention: timedelta, batch_size: int) -> int:
                 "DELETE FROM action_executions WHERE id IN ("
                 " SELECT id FROM action_executions"
                 " WHERE finished_at < clock_timestamp() - make_interval(secs => :keep)"
-                " AND state IN ('completed', 'failed', 'expired') LIMIT :batch)"
+                " AND state = ANY(:terminal) LIMIT :batch)"
             ),
-            {"keep": retention.total_seconds(), "batch": batch_size},
+            {
+                "keep": retention.total_seconds(),
+                "batch": batch_size,
+                "terminal": list(TERMINAL_STATES),
+            },
         ).rowcount
         session.commit()
         total += deleted

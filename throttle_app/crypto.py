@@ -133,11 +133,6 @@ class TokenCipher:
         """Id of the key that encrypts new values."""
         return self._kids[0]
 
-    @property
-    def key_ids(self) -> tuple[str, ...]:
-        """Ids of every key that can decrypt, newest first."""
-        return self._kids
-
     def encrypt(self, plaintext: str, portal_id: int) -> str:
         """Encrypt ``plaintext`` for ``portal_id`` under the current key."""
         if not isinstance(plaintext, str):

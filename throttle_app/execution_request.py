@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from throttle_app.input_fields import ASCII_INTEGER, FieldError, storable_text
+from throttle_app.input_fields import ASCII_INTEGER, MAX_BIGINT, FieldError, storable_text
 from throttle_app.rates import Rate, parse_rate
 
 MAX_CALLBACK_ID_BYTES = 255
@@ -81,7 +81,7 @@ def _id(field: str, value: object) -> int:
         raise FieldError(field, "is required and must be a positive integer")
     if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
         value = int(value)
-    if not isinstance(value, int) or value < 1 or value >= 2**63:
+    if not isinstance(value, int) or value < 1 or value > MAX_BIGINT:
         raise FieldError(field, "is required and must be a positive integer")
     return value
 

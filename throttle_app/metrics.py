@@ -124,10 +124,6 @@ class RedisMetrics:
         """Add `amount` (> 0) to a counter, e.g. incr("releases_total", {"outcome": "failed"})."""
         self._write(lambda pipe: self._add(pipe, name, labels or {}, amount))
 
-    def observe(self, name: str, labels: Mapping[str, object], value: float) -> None:
-        """Record one observation of a histogram."""
-        self._write(lambda pipe: self._observe(pipe, name, labels, value))
-
     def count_releases(self, report: ReleaseCounts) -> None:
         """Count a release job's outcomes (its ReleaseReport) in one round trip."""
 

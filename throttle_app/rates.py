@@ -35,10 +35,10 @@ def parse_rate(
     max_value: object,
     time_value: object,
     period_value: object,
-    names: tuple[str, str, str] = ("maxThroughPut", "time", "period"),
 ) -> Rate:
-    """Validate the three inputs and return the rate; raise FieldError naming the bad field."""
-    max_name, time_name, period_name = names
+    """Validate the action's three inputs and return the rate; raise FieldError naming the bad
+    field as HubSpot sends it."""
+    max_name, time_name, period_name = "maxThroughPut", "time", "period"
     max_throughput = positive_int(max_name, max_value)
     if max_throughput > MAX_PER_WINDOW:
         raise FieldError(max_name, f"must be at most {MAX_PER_WINDOW}")

@@ -15,8 +15,6 @@ from throttle_app.input_fields import FieldError, positive_int, storable_text
 from throttle_app.models import ThrottleConfig
 from throttle_app.rates import MAX_PER_WINDOW, MAX_WINDOW_SECONDS, period_seconds
 
-FIELDS = ("portal_id", "action_id", "max_throughput", "time_period", "time_unit")
-
 
 def validate_config(payload: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """Return (clean values, per-field errors); errors is empty when the payload is valid."""
