@@ -11,8 +11,8 @@ from tests.release_helpers import PORTAL, admit, install_portal, query, queue_id
 from tests.test_hubspot_client import closed_port
 from throttle_app import claims
 from throttle_app.extensions import current_settings, db
-from throttle_app.jobs import OAuthTokens, hubspot_client, release_schedule
-from throttle_app.release_schedule import PAUSE_KEY, STREAK_KEY
+from throttle_app.jobs import OAuthTokens, hubspot_client
+from throttle_app.release_schedule import PAUSE_KEY, STREAK_KEY, app_schedule
 from throttle_app.releasing import Releaser, backoff_seconds
 
 
@@ -34,7 +34,7 @@ def run_release(app, queue: int, sleep=lambda seconds: None, heartbeat=lambda: N
             settings,
             db.session,
             hubspot_client(),
-            release_schedule(),
+            app_schedule(),
             OAuthTokens(settings.retry_base_seconds),
             sleep=sleep,
             heartbeat=heartbeat,

@@ -9,8 +9,8 @@ from flask import Flask
 from flask.cli import AppGroup
 
 from throttle_app import queue_admin
-from throttle_app.extensions import current_settings, db, redis_client
-from throttle_app.release_schedule import ReleaseSchedule
+from throttle_app.extensions import db
+from throttle_app.release_schedule import app_schedule
 
 throttle_cli = AppGroup("throttle", help="Operate the throttle: queues, portals.")
 
@@ -20,10 +20,6 @@ def register_cli(app: Flask) -> None:
 
     app.cli.add_command(throttle_cli)
     register_oauth_cli(app)
-
-
-def _schedule() -> ReleaseSchedule:
-    return ReleaseSchedule(redis_client(), job_timeout=current_settings().job_timeout_seconds)
 
 
 def _when(value) -> str:
@@ -56,7 +52,7 @@ def _control(ref: str, action) -> int:
         queue_id = queue_admin.find_queue_id(db.session, ref)
     except queue_admin.UnknownQueue as exc:
         raise click.ClickException(str(exc)) from None
-    action(db.session, _schedule(), queue_id)
+    action(db.session, app_schedule(), queue_id)
     return queue_id
 
 

@@ -20,7 +20,7 @@ from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.hubspot.client import HubSpotClient
 from throttle_app.logging_setup import log_context
 from throttle_app.metrics import worker_metrics
-from throttle_app.release_schedule import ReleaseSchedule
+from throttle_app.release_schedule import app_schedule
 from throttle_app.releasing import PortalUnavailable, Releaser
 from throttle_app.token_bucket import TokenBucket
 
@@ -67,15 +67,6 @@ class OAuthTokens:
             raise PortalUnavailable(str(exc), retry_in=self.retry_seconds) from None
 
 
-def release_schedule() -> ReleaseSchedule:
-    settings = current_settings()
-    return ReleaseSchedule(
-        redis_client(),
-        job_timeout=settings.job_timeout_seconds,
-        stale_after=settings.stale_job_seconds,
-    )
-
-
 def hubspot_client() -> HubSpotClient:
     settings = current_settings()
     bucket = TokenBucket(
@@ -111,7 +102,7 @@ def release(queue_id: int) -> dict:
                 settings,
                 db.session,
                 hubspot_client(),
-                release_schedule(),
+                app_schedule(),
                 tokens,
                 heartbeat=_heartbeat,
             )
@@ -127,7 +118,7 @@ def clean() -> dict:
     with job_app().app_context(), _job_context("clean"):
         try:
             lead = timedelta(milliseconds=current_settings().release_lead_ms)
-            return dataclasses.asdict(cleaner.clean(db.session, release_schedule(), lead))
+            return dataclasses.asdict(cleaner.clean(db.session, app_schedule(), lead))
         finally:
             db.session.remove()
 

@@ -26,6 +26,8 @@ from rq import Queue
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
+from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
+
 log = logging.getLogger(__name__)
 
 RELEASES_QUEUE = "releases"
@@ -37,10 +39,6 @@ PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
 BUSY_RETRY_MS = 250
-# A running release job heartbeats before every HubSpot call and token refresh (releasing.py).
-# A STARTED job whose heartbeat is older than Settings.stale_job_seconds (longer than any one
-# such step) belonged to a worker that was killed: its queue gets a new job.
-STALE_JOB_SECONDS = 30.0
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
 # ARGV[1] = how many due wake-ups to pop at most.
@@ -79,15 +77,31 @@ redis.call('LTRIM', KEYS[2], 0, 0)
 """
 
 
+def app_schedule() -> ReleaseSchedule:
+    """The current app's schedule: its Redis client, job timeout and stale-job limit."""
+    from throttle_app.extensions import current_settings, redis_client
+
+    settings = current_settings()
+    return ReleaseSchedule(
+        redis_client(),
+        job_timeout=settings.job_timeout_seconds,
+        stale_after=settings.stale_job_seconds,
+    )
+
+
 class ReleaseSchedule:
     """Wake-ups for release jobs, on one Redis connection."""
 
     def __init__(
         self,
         connection: redis.Redis,
-        job_timeout: int = 600,
-        stale_after: float = STALE_JOB_SECONDS,
+        job_timeout: int = Settings.job_timeout_seconds,
+        stale_after: float = STALE_JOB_MIN_SECONDS,
     ) -> None:
+        """`stale_after`: a STARTED job whose heartbeat is older than this belonged to a worker
+        that was killed, and its queue gets a new job. A running release job heartbeats before
+        every HubSpot call and token refresh (releasing.py); Settings.stale_job_seconds is
+        longer than any one such step (app_schedule uses it)."""
         self.connection = connection
         self.job_timeout = job_timeout
         self.stale_after = stale_after

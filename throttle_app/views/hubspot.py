@@ -11,7 +11,7 @@ from flask import Blueprint, Response, current_app, request
 from throttle_app import metrics
 from throttle_app.admission import Admission, AdmissionUnavailable, Answer
 from throttle_app.execution_request import parse_execution_request
-from throttle_app.extensions import current_settings, db, redis_client
+from throttle_app.extensions import current_settings, db
 from throttle_app.hubspot.signatures import SignatureError, verify_request
 from throttle_app.input_fields import FieldError
 from throttle_app.logging_setup import bind
@@ -89,7 +89,6 @@ def admission() -> Admission:
 
 def _waker():
     """After a batch commits: wake its queues' release jobs (coalesced; the cleaner repairs)."""
-    from throttle_app.release_schedule import ReleaseSchedule, WakeBatcher
+    from throttle_app.release_schedule import WakeBatcher, app_schedule
 
-    schedule = ReleaseSchedule(redis_client(), job_timeout=current_settings().job_timeout_seconds)
-    return WakeBatcher(schedule).add
+    return WakeBatcher(app_schedule()).add
