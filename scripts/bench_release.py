@@ -115,7 +115,8 @@ def throughput(env, app, fake, workers: int) -> None:
     times = sorted(c["time"] for c in completions)
     elapsed = times[-1] - times[0]
     calls = len({c["batch_id"] for c in completions})
-    allowance = 10 + 9.5 * elapsed
+    settings = app.config["THROTTLE_SETTINGS"]
+    allowance = settings.bucket_capacity + settings.bucket_refill_per_second * elapsed
     print(
         f"throughput: {len(completions)} completions in {elapsed:.2f}s ="
         f" {len(completions) / elapsed:.0f}/s; {calls} calls against a bucket allowance of"
@@ -145,9 +146,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--scenario", choices=["throughput", "rates", "all"], default="all")
     args = parser.parse_args()
+    bucket = Settings.from_env(service_env(DB, REDIS))
     print(
-        f"{args.workers} worker(s), {os.cpu_count()} cores; bucket 10 + 9.5/s per portal;"
-        " fake HubSpot limit 110 per 10 s"
+        f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
+        f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
     )
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:

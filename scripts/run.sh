@@ -73,12 +73,13 @@ complete_env_file() {
     local tmp
     tmp="$(mktemp "${DEV_ENV_FILE}.XXXXXX")"
     "${PY}" - "${DEV_ENV_FILE}" >"${tmp}" <<'PY'
-import base64
 import secrets
 import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from throttle_app.crypto import generate_key
 
 path = Path(sys.argv[1])
 text = path.read_text() if path.exists() else ""
@@ -93,7 +94,7 @@ wanted = {
     "HUBSPOT_CLIENT_ID": lambda: f"throttle-dev-{secrets.token_hex(4)}",
     "HUBSPOT_CLIENT_SECRET": lambda: str(uuid.uuid4()),
     "SECRET_KEY": lambda: secrets.token_urlsafe(32),
-    "TOKEN_ENCRYPTION_KEY": lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+    "TOKEN_ENCRYPTION_KEY": generate_key,
     "CONFIG_API_TOKEN": lambda: secrets.token_urlsafe(24),
     "THROTTLE_METRICS_TOKEN": lambda: secrets.token_urlsafe(24),
     "THROTTLE_DASHBOARD_USERNAME": lambda: "admin",

@@ -100,6 +100,20 @@ def _associated_data(kid: str, portal_id: int) -> bytes:
     return b"throttle:oauth:portal:%d|%s.%s" % (portal_id, VERSION.encode(), kid.encode())
 
 
+def stored_key_id(stored: str) -> str | None:
+    """The key id of a stored value (header only, no decryption); None when it is malformed."""
+    try:
+        kid, _ = TokenCipher._split(stored)
+    except DecryptionError:
+        return None
+    return kid
+
+
+def stored_prefix(kid: str) -> str:
+    """How every value stored under key `kid` begins (for SQL LIKE)."""
+    return f"{VERSION}.{kid}."
+
+
 def _check_portal(portal_id: int) -> int:
     if isinstance(portal_id, bool) or not isinstance(portal_id, int):
         raise TypeError("portal_id must be an int")
@@ -174,11 +188,7 @@ class TokenCipher:
 
         Only the header is checked (no decryption); use it to find values to re-encrypt.
         """
-        try:
-            kid, _ = self._split(stored)
-        except DecryptionError:
-            return False
-        return kid == self.current_key_id
+        return stored_key_id(stored) == self.current_key_id
 
     @staticmethod
     def _split(stored: str) -> tuple[str, bytes]:

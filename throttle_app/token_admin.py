@@ -13,7 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, func, or_, select
 
-from throttle_app.crypto import DecryptionError, TokenCipher
+from throttle_app.crypto import DecryptionError, TokenCipher, stored_key_id, stored_prefix
 from throttle_app.extensions import own_transaction
 from throttle_app.models import OAuthToken
 from throttle_app.oauth_tokens import token_cipher
@@ -46,8 +46,7 @@ class PortalStatus:
 
 
 def _key_id(stored: str) -> str:
-    parts = stored.split(".")
-    return parts[1] if len(parts) == 3 else "?"
+    return stored_key_id(stored) or "?"
 
 
 def list_portals() -> list[PortalStatus]:
@@ -102,7 +101,7 @@ def rotate_keys(
 
 
 def _not_current(cipher: TokenCipher) -> ColumnElement[bool]:
-    prefix = f"v1.{cipher.current_key_id}.%"
+    prefix = stored_prefix(cipher.current_key_id) + "%"
     return or_(OAuthToken.access_token.not_like(prefix), OAuthToken.refresh_token.not_like(prefix))
 
 

@@ -17,7 +17,6 @@ bucket (invariant 4). Answers are turned into typed outcomes the release engine 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 
@@ -25,7 +24,8 @@ import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from throttle_app.config import Settings
-from throttle_app.hubspot.http import hubspot_session, session_timeout
+from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
+from throttle_app.logging_setup import REDACTED
 from throttle_app.metrics import worker_metrics
 from throttle_app.token_bucket import TokenBucket
 
@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 COMPLETE_BATCH_PATH = "/automation/v4/actions/callbacks/complete"
 # 4xx answers that can be about one callback of a batch (unknown, expired, completed, invalid).
 ITEM_ERROR_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
-REDACTED = "[redacted]"
 
 
 class HubSpotCallError(Exception):
@@ -163,11 +162,8 @@ class HubSpotClient:
         "nan" and "inf" too; they count as unreadable, as NaN would survive the clamp and make
         the bucket block fail."""
         settings = self._settings
-        try:
-            value = float(header) if header is not None else settings.retry_after_default_seconds
-        except ValueError:
-            value = settings.retry_after_default_seconds
-        if not math.isfinite(value):
+        value = parse_retry_after(header)
+        if value is None:
             value = settings.retry_after_default_seconds
         return min(max(value, 1.0), settings.retry_after_max_seconds)
 

@@ -5,6 +5,8 @@ Callers pass `timeout=session_timeout(settings)` on every request; nothing waits
 
 from __future__ import annotations
 
+import math
+
 import requests
 from requests.adapters import HTTPAdapter
 
@@ -35,3 +37,16 @@ def hubspot_session() -> requests.Session:
 def session_timeout(settings: Settings) -> tuple[float, float]:
     """(connect, read) timeouts for one HubSpot call."""
     return (settings.http_connect_timeout_seconds, settings.http_read_timeout_seconds)
+
+
+def parse_retry_after(header: str | None) -> float | None:
+    """HubSpot's Retry-After in seconds (its unit is undocumented; seconds is HTTP's), or None
+    when absent or unreadable. float() reads "nan" and "inf" too: those count as unreadable,
+    since NaN would pass any clamp. Callers clamp the value."""
+    if header is None:
+        return None
+    try:
+        value = float(header)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None

@@ -20,8 +20,9 @@ from typing import Any
 import requests
 
 from throttle_app.config import Settings
-from throttle_app.hubspot.http import hubspot_session, session_timeout
+from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
 from throttle_app.input_fields import ASCII_INTEGER, MAX_BIGINT
+from throttle_app.logging_setup import REDACTED
 
 __all__ = [
     "INTROSPECT_PATH",
@@ -45,7 +46,6 @@ DEAD_GRANT_STATUSES = frozenset({"BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"})
 # refreshed ahead of its expiry anyway, and a huge value would overflow the expiry time).
 MAX_EXPIRES_IN_SECONDS = 86_400
 MAX_BACKOFF_SECONDS = 2.0
-REDACTED = "[REDACTED]"
 
 log = logging.getLogger(__name__)
 
@@ -231,10 +231,8 @@ def _scrub(text: str, form: dict[str, str]) -> str:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    try:
-        return max(0.0, float(response.headers.get("Retry-After", "")))
-    except ValueError:
-        return None
+    value = parse_retry_after(response.headers.get("Retry-After"))
+    return None if value is None else max(0.0, value)
 
 
 def _backoff(attempt: int, retry_after: float | None) -> float:

@@ -6,10 +6,11 @@ the database: read the body, hash it, parse the JSON, answer JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 from flask import Blueprint, jsonify, request
+
+from throttle_app.hubspot.signatures import v2_signature
 
 bp = Blueprint("bench", __name__)
 
@@ -17,7 +18,7 @@ bp = Blueprint("bench", __name__)
 @bp.post("/api/bench/ceiling")
 def ceiling():
     body = request.get_data(cache=True)
-    digest = hashlib.sha256(b"secret" + b"POST" + request.url.encode() + body).hexdigest()
+    digest = v2_signature("secret", "POST", request.url, body)
     payload = json.loads(body)
     state = "BLOCK" if digest and isinstance(payload, dict) else "FAIL_CONTINUE"
     return jsonify({"outputFields": {"hs_execution_state": state, "hs_expiration_duration": "P4W"}})

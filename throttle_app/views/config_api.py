@@ -16,7 +16,7 @@ from throttle_app.throttle_configs import (
     upsert_config,
     validate_config,
 )
-from throttle_app.views.errors import json_error
+from throttle_app.views.errors import bearer_required, json_error
 
 bp = Blueprint("config_api", __name__)
 
@@ -37,9 +37,7 @@ def require_config_token(view: Callable) -> Callable:
         if not expected:
             return json_error(403, "the config API is closed: CONFIG_API_TOKEN is not set")
         if not bearer_token_matches(expected):
-            response, status = json_error(401, "a valid bearer token is required")
-            response.headers["WWW-Authenticate"] = 'Bearer realm="throttle-config"'
-            return response, status
+            return bearer_required("throttle-config")
         return view(*args, **kwargs)
 
     return guarded

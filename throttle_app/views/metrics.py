@@ -11,7 +11,7 @@ from prometheus_client.exposition import choose_encoder
 from throttle_app.extensions import current_settings, db, redis_client
 from throttle_app.metrics_scrape import scrape_registry
 from throttle_app.views.config_api import bearer_token_matches
-from throttle_app.views.errors import json_error
+from throttle_app.views.errors import bearer_required, json_error
 
 bp = Blueprint("metrics", __name__)
 
@@ -22,9 +22,7 @@ def metrics():
     if not settings.metrics_token:
         return json_error(404, "not found")
     if not bearer_token_matches(settings.metrics_token):
-        response, status = json_error(401, "a valid bearer token is required")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="throttle-metrics"'
-        return response, status
+        return bearer_required("throttle-metrics")
     # The backlog query may take as long as a health probe may wait on the database.
     timeout_ms = max(1, int(settings.health_timeout_seconds * 1000))
     registry = scrape_registry(db.engine, redis_client(), timeout_ms)
