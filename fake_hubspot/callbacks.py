@@ -158,6 +158,14 @@ def _answer(
             "VALIDATION_ERROR",
             context={"callbackId": bad},
         )
+    partial = {cid for cid, _ in items if cid in settings.partial_callback_ids}
+    if partial and callback_id is None:  # the secondary schema's PARTIAL answer (hubspot.md)
+        _record(hub, portal_id, [item for item in items if item[0] not in partial], batch=True)
+        errors = [
+            {"callbackId": cid, "message": "callback is not open", "category": "VALIDATION_ERROR"}
+            for cid in sorted(partial)
+        ]
+        return json_reply(200, {"status": "PARTIAL", "errors": errors})
     _record(hub, portal_id, items, batch=callback_id is None)
     return Reply(204)
 

@@ -38,12 +38,15 @@ class Settings:
     fail_next: int = 0  # the next N callback calls answer fail_next_status
     fail_next_status: int = 503
     bad_callback_ids: set[str] = field(default_factory=set)
+    # In a batch: answered 200 {"status": "PARTIAL", "errors": [...]}; the others complete.
+    partial_callback_ids: set[str] = field(default_factory=set)
     seed: int | None = None  # seeds the error_rate dice
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (sets become sorted lists, portal keys become strings)."""
         data = dataclasses.asdict(self)
         data["bad_callback_ids"] = sorted(self.bad_callback_ids)
+        data["partial_callback_ids"] = sorted(self.partial_callback_ids)
         data["force_429"] = {str(k): v for k, v in sorted(self.force_429.items())}
         return data
 
@@ -144,6 +147,7 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "fail_next": _int(0),
     "fail_next_status": _status,
     "bad_callback_ids": _callback_ids,
+    "partial_callback_ids": _callback_ids,
     "seed": _optional_int,
 }
 

@@ -29,6 +29,7 @@ TEST_DATABASE_URL = os.environ.get(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_CLIENT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
+CONFIG_AUTH = {"Authorization": "Bearer test-config-token"}  # service_env's CONFIG_API_TOKEN
 TABLES = ("action_executions", "throttle_queues", "throttle_configs", "oauth_tokens")
 
 

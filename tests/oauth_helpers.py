@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from fake_hubspot import FakeHubSpot
 from tests.conftest import connect_test_database
 from throttle_app import oauth_tokens
+from throttle_app.crypto import TokenCipher
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 
 CLIENT_ID = "test-client-id"
@@ -123,3 +124,13 @@ def hold_row_lock(portal_id: int):
 
 def refresh_calls(fake: FakeHubSpot) -> int:
     return fake.stats()["token_calls"].get("refresh_token", 0)
+
+
+def stored_tokens(app, portal_id: int = PORTAL) -> tuple[str, str]:
+    """The portal's (access, refresh) token as stored, decrypted with the app's keys."""
+    row = raw_row(portal_id)
+    cipher = TokenCipher(app.config["THROTTLE_SETTINGS"].token_keys)
+    return (
+        cipher.decrypt(row["access_token"], portal_id),
+        cipher.decrypt(row["refresh_token"], portal_id),
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -215,3 +216,29 @@ def test_a_writer_connection_that_failed_its_setup_is_not_kept(app, client, monk
         service = app.extensions["throttle_admission"]
         assert len(service._connections) == 1  # only the working one
     assert rows(app) == [("b", "pending")]
+
+
+def test_admission_commits_while_redis_is_down(make_app):
+    """Invariant 1 needs only PostgreSQL: the wake-up is best effort (the cleaner repairs it)."""
+    app = make_app(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.2)
+    response = post_execution(app.test_client(), execution_payload(callback_id="no-redis"))
+    assert response.status_code == 200
+    assert response.json["outputFields"]["hs_execution_state"] == "BLOCK"
+    assert rows(app) == [("no-redis", "pending")]
+
+
+def test_one_batch_with_the_same_callback_id_three_times(app, client):
+    """First delivery, a duplicate in the same batch, and the same id for another queue."""
+    from throttle_app.execution_request import parse_execution_request
+    from throttle_app.views.hubspot import admission
+
+    def request(workflow_id: int):
+        body = json.dumps(execution_payload(callback_id="twice", workflow_id=workflow_id))
+        return parse_execution_request(body.encode())
+
+    with app.app_context():
+        answers = admission()._write_batch([request(1), request(1), request(2)])
+    assert [a.state for a in answers[:2]] == ["BLOCK", "BLOCK"]
+    assert answers[0].created and not answers[1].created
+    assert answers[2].conflict
+    assert rows(app) == [("twice", "pending")]

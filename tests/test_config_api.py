@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
+from tests.conftest import CONFIG_AUTH
 from throttle_app.extensions import db
 
-AUTH = {"Authorization": "Bearer test-config-token"}
+AUTH = CONFIG_AUTH
 VALID = {
     "portal_id": 42,
     "action_id": "7",

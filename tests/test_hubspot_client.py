@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import socket
 import time
 
 import pytest
 import requests
 
 from tests.conftest import service_env
+from tests.processes import free_port
 from tests.release_helpers import PORTAL
 from throttle_app.config import Settings
 from throttle_app.hubspot.client import (
@@ -38,12 +38,6 @@ def answer(status: int, body: object = None) -> requests.Response:
     response.status_code = status
     response._content = json.dumps(body if body is not None else {}).encode()
     return response
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("header", ["nan", "NaN", "inf", "-inf", "Infinity"])
@@ -90,7 +84,7 @@ def test_the_access_token_never_appears_in_a_refusal(redis_conn):
 
 
 def test_a_refused_connection_is_not_sent(redis_conn):
-    client = make_client(redis_conn, hubspot_api_base=f"http://127.0.0.1:{closed_port()}")
+    client = make_client(redis_conn, hubspot_api_base=f"http://127.0.0.1:{free_port()}")
     with pytest.raises(NotSent):
         client.complete_callbacks(PORTAL, "token", PAIRS)
 

@@ -11,6 +11,7 @@ import pytest
 import requests
 from sqlalchemy.exc import OperationalError
 
+from tests.conftest import CONFIG_AUTH
 from tests.oauth_helpers import (
     CLIENT_ID,
     PORTAL,
@@ -22,10 +23,10 @@ from tests.oauth_helpers import (
     refresh_calls,
     set_expiry,
     start_install,
+    stored_tokens,
 )
 from tests.processes import free_port
 from throttle_app import oauth_tokens
-from throttle_app.crypto import TokenCipher
 from throttle_app.logging_setup import configure_logging, redacting_filter
 
 
@@ -41,15 +42,6 @@ def client(app):
 
 def exchanges(fake) -> int:
     return fake.stats()["token_calls"].get("authorization_code", 0)
-
-
-def stored_tokens(app, portal_id: int = PORTAL) -> tuple[str, str]:
-    row = raw_row(portal_id)
-    cipher = TokenCipher(app.config["THROTTLE_SETTINGS"].token_keys)
-    return (
-        cipher.decrypt(row["access_token"], portal_id),
-        cipher.decrypt(row["refresh_token"], portal_id),
-    )
 
 
 def test_authorize_redirects_to_hubspot_with_a_browser_bound_state(client, fake):
@@ -253,9 +245,7 @@ def test_a_new_install_reconnects_a_disconnected_portal(app, client, fake):
 def test_portals_api_shows_connection_state_without_secrets(app, client):
     install(client)
     assert client.get("/api/oauth/portals").status_code == 401
-    response = client.get(
-        "/api/oauth/portals", headers={"Authorization": "Bearer test-config-token"}
-    )
+    response = client.get("/api/oauth/portals", headers=CONFIG_AUTH)
     assert response.status_code == 200
     (portal,) = response.json["portals"]
     assert portal["portal_id"] == PORTAL and portal["connected"] is True

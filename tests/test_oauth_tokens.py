@@ -18,10 +18,10 @@ from tests.oauth_helpers import (
     seed_portal,
     set_expiry,
     sql,
+    stored_tokens,
 )
 from throttle_app import create_app
 from throttle_app.config import Settings
-from throttle_app.crypto import TokenCipher
 from throttle_app.extensions import db
 from throttle_app.oauth_tokens import (
     PortalDisconnected,
@@ -41,15 +41,6 @@ def app(build):
     return build()
 
 
-def stored(app, portal_id: int = PORTAL) -> tuple[str, str]:
-    row = raw_row(portal_id)
-    cipher = TokenCipher(app.config["THROTTLE_SETTINGS"].token_keys)
-    return (
-        cipher.decrypt(row["access_token"], portal_id),
-        cipher.decrypt(row["refresh_token"], portal_id),
-    )
-
-
 def test_a_fresh_token_is_returned_without_calling_hubspot(app, fake):
     grant = seed_portal(app, fake)
     with app.app_context():
@@ -65,9 +56,9 @@ def test_a_token_inside_the_margin_is_refreshed_once_and_stored_encrypted(app, f
     assert token != grant.access_token
     assert refresh_calls(fake) == 1
     row = raw_row(PORTAL)
-    assert token not in row["access_token"] and stored(app)[0] == token
+    assert token not in row["access_token"] and stored_tokens(app)[0] == token
     assert timedelta(minutes=29) < row["expires_at"] - row["refreshed_at"] <= timedelta(minutes=30)
-    assert stored(app)[1] == grant.refresh_token  # no new refresh token: the old one is kept
+    assert stored_tokens(app)[1] == grant.refresh_token  # no new refresh token: the old one is kept
 
 
 def test_a_new_refresh_token_from_hubspot_is_stored(app, fake):
@@ -75,7 +66,7 @@ def test_a_new_refresh_token_from_hubspot_is_stored(app, fake):
     grant = seed_portal(app, fake, expires_in=SOON)
     with app.app_context():
         first = access_token_for(PORTAL)
-        new_refresh = stored(app)[1]
+        new_refresh = stored_tokens(app)[1]
         assert new_refresh != grant.refresh_token
         second = refresh_after_unauthorized(PORTAL, first)  # refreshes with the new one
     assert second != first and refresh_calls(fake) == 2
@@ -101,7 +92,7 @@ def test_many_processes_refresh_exactly_once(app, fake):
     assert [kind for kind, *_ in answers] == ["ok"] * procs, answers
     assert refresh_calls(fake) == 1
     tokens = {token for _, token, _ in answers}
-    assert tokens == {stored(app)[0]} and old not in tokens
+    assert tokens == {stored_tokens(app)[0]} and old not in tokens
     # Every process overlapped the one slow refresh: they really raced, and waited for it.
     assert min(elapsed for *_, elapsed in answers) > 0.8
 

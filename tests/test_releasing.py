@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import threading
+import uuid
 from datetime import timedelta
 
 import pytest
 
+from tests.conftest import CONFIG_AUTH
+from tests.processes import free_port
 from tests.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
-from tests.test_hubspot_client import closed_port
 from throttle_app import claims
 from throttle_app.extensions import current_settings, db
 from throttle_app.jobs import OAuthTokens, hubspot_client
@@ -83,19 +87,7 @@ def test_config_override_applies_from_the_next_window(engine_app, fake):
     admit(engine_app, 10, rate=("2", "1", "seconds"))
     queue = queue_id(engine_app)
     run_release(engine_app, queue)
-    client = engine_app.test_client()
-    response = client.post(
-        "/api/config",
-        json={
-            "portal_id": PORTAL,
-            "action_id": "1",
-            "max_throughput": 4,
-            "time_period": 1,
-            "time_unit": "seconds",
-        },
-        headers={"Authorization": "Bearer test-config-token"},
-    )
-    assert response.status_code == 200
+    set_override(engine_app, 4, 1, "seconds")
     assert run_release(engine_app, queue).completed == 0  # the current window is spent
     query(  # T has passed
         engine_app,
@@ -115,7 +107,7 @@ def set_override(app, max_throughput: int, time_period: int, time_unit: str) -> 
             "time_period": time_period,
             "time_unit": time_unit,
         },
-        headers={"Authorization": "Bearer test-config-token"},
+        headers=CONFIG_AUTH,
     )
     assert response.status_code == 200
 
@@ -182,7 +174,7 @@ def test_5xx_counts_an_attempt_and_backs_off(engine_app, fake):
 
 
 def test_a_refused_connection_gives_the_rows_back_and_backs_off(build, fake):
-    app = build(release_lead_ms=0, hubspot_api_base=f"http://127.0.0.1:{closed_port()}")
+    app = build(release_lead_ms=0, hubspot_api_base=f"http://127.0.0.1:{free_port()}")
     install_portal(app, fake)
     admit(app, 4, rate=("5", "1", "minutes"))
     queue = queue_id(app)
@@ -299,6 +291,45 @@ def test_a_bad_callback_is_isolated_and_its_neighbours_complete(engine_app, fake
     assert sorted(c["callback_id"] for c in fake.completions()) == sorted(set(ids) - {ids[6]})
 
 
+def test_a_partial_answer_fails_only_the_callbacks_it_lists(engine_app, fake):
+    """HubSpot's secondary schema: 200 {"status": "PARTIAL", "errors": [...]} (hubspot.md)."""
+    ids = admit(engine_app, 5, rate=("5", "1", "minutes"))
+    fake.set_faults(partial_callback_ids=[ids[2]])
+    report = run_release(engine_app, queue_id(engine_app))
+    assert (report.calls, report.completed, report.failed) == (1, 4, 1)
+    failed = query(
+        engine_app,
+        "SELECT callback_id, last_failure_reason FROM action_executions WHERE state = 'failed'",
+    )
+    assert [row[0] for row in failed] == [ids[2]]
+    assert "callback is not open" in failed[0][1]  # HubSpot's reason is kept
+    assert sorted(c["callback_id"] for c in fake.completions()) == sorted(set(ids) - {ids[2]})
+
+
+def test_concurrent_claims_never_exceed_the_window(engine_app, fake):
+    """Invariant 3 with two jobs at once (a stale job replaced while it still runs)."""
+    admit(engine_app, 30, rate=("10", "1", "minutes"))
+    queue = queue_id(engine_app)
+    start = threading.Barrier(4)
+    claimed: list[int] = []
+
+    def claim() -> None:
+        with engine_app.app_context():
+            start.wait(10)
+            result = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
+            claimed.append(0 if isinstance(result, claims.Idle) else len(result.rows))
+            db.session.remove()
+
+    threads = [threading.Thread(target=claim) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(claimed) == 4
+    assert sum(claimed) == 10  # one window's N, however many jobs claimed at once
+    assert states(engine_app) == {"claimed": 10, "pending": 20}
+
+
 def test_attempt_limit_completes_with_fail_continue(build, fake):
     app = build(
         max_attempts=2,
@@ -383,6 +414,18 @@ def test_a_worker_that_lost_its_lease_cannot_mark(engine_app, fake):
         db.session.execute(db.text("UPDATE action_executions SET lease_expires_at = now()"))
         db.session.commit()
         assert claims.mark_completed(db.session, claim, claim.rows, {}) == 0
+        db.session.remove()
+    assert states(engine_app) == {"claimed": 3}
+
+
+def test_another_owner_cannot_mark_rows_under_a_live_lease(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    with engine_app.app_context():
+        claim = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
+        impostor = dataclasses.replace(claim, owner=uuid.uuid4())  # lease still live
+        assert claims.mark_completed(db.session, impostor, claim.rows, {}) == 0
+        assert claims.give_back(db.session, impostor, claim.rows) == 0
         db.session.remove()
     assert states(engine_app) == {"claimed": 3}
 
