@@ -128,8 +128,8 @@ class Admission:
         first: dict[str, ExecutionRequest] = {}
         for request in requests:
             first.setdefault(request.callback_id, request)
-        # Raw DBAPI cursor: this is the hot path, and execute_values sends one statement per
-        # batch without compiling a new SQLAlchemy statement for every batch size.
+        # Raw DBAPI cursor: this is the hot path; one prepared statement per batch, with no
+        # SQLAlchemy statement compiled for every batch size.
         conn = self._connection()
         try:
             with conn.cursor() as cur:
@@ -217,7 +217,7 @@ FROM throttle_queues WHERE queue_key = ANY(%s)
 
 # The batch travels as one JSON parameter (an array of row arrays): one quoted string for
 # psycopg2 to send, however many rows (per-row or per-element adaptation cost more Python time
-# than the insert itself).
+# than the insert itself: py-spy on the web workers during scripts/bench_intake.py, 2026-11-28).
 _INSERT_EXECUTIONS = """
 INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,

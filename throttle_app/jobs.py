@@ -1,7 +1,8 @@
 """RQ jobs: thin, they take ids, build nothing but the process's services, and call the domain.
 
-Each worker process creates the app once (`job_app`) before RQ forks its work horses; a horse
-must not reuse the parent's database connections, so the engine pool is dropped after the fork.
+Each worker process creates the app once (`job_app`). Jobs run in that process (SimpleWorker);
+a process forked from it (the release clock) must not reuse its database connections, so the
+engine pool is dropped in the child after a fork.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _app: Flask | None = None
 
 
 def job_app() -> Flask:
-    """This process's app (created on first use; inherited by forked work horses)."""
+    """This process's app (created on first use; inherited by forked children)."""
     global _app
     if _app is None:
         from throttle_app import create_app

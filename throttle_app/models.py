@@ -65,7 +65,7 @@ class ThrottleQueue(db.Model):
     period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
     # The current release window: releases left in it and its period. A new window opens only
     # once the budget is spent and `next_release_at` has passed; `next_release_at` is never earlier
-    # than the last send + the period (see releasing.py). NULL = idle: first executions go at once.
+    # than the last send + the period (see claims.py). NULL = idle: first executions go at once.
     window_budget: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     window_period_seconds: Mapped[int | None] = mapped_column(Integer)
     window_opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -4,9 +4,12 @@ RQ's own delayed jobs are scheduled in whole seconds and polled once a second, t
 "50 per second". So wake-ups live in one sorted set (queue id -> due time in ms, Redis clock);
 `ZADD LT` keeps the earliest per queue, so bursts collapse. A release clock (one small loop per
 worker process, see workers/release_clock.py) pops due wake-ups atomically and enqueues
-`jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue never
-has two jobs queued or running. Nothing here is the source of truth: a lost wake-up (Redis
-wiped) is restored by the cleaner from PostgreSQL, and a spare one is harmless.
+`jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue has at
+most one job queued. Two can run at once when a job that looked stale is replaced while it still
+works; the queue row's lock in claims.py keeps them within one budget
+(tests/test_releasing.py::test_concurrent_claims_never_exceed_the_window). Nothing here is
+the source of truth: a lost wake-up (Redis wiped) is restored by the cleaner from PostgreSQL, and
+a spare one is harmless.
 
 A queue whose HubSpot calls fail (5xx, timeouts, a refused request) backs off: a pause key with a
 TTL makes every release job that runs early (the cleaner or an admission woke it) reschedule
@@ -126,7 +129,8 @@ class ReleaseSchedule:
             self._wake(keys=[WAKEUPS_KEY, NUDGE_KEY], args=args)
 
     def pause(self, queue_id: int, seconds: float) -> None:
-        """Hold the queue's release jobs back for `seconds` (a longer pause is never shortened)."""
+        """Hold the queue's release jobs back for `seconds`. A longer pause already set is kept
+        (read, then set: two pauses set at the same moment may race; pauses are advisory)."""
         key = PAUSE_KEY % queue_id
         ms = max(1, int(seconds * 1000))
         if (self.connection.pttl(key) or 0) < ms:

@@ -3,9 +3,10 @@
 gevent only switches greenlets when one has to wait. gunicorn's gevent worker serves a keep-alive
 connection in a loop (answer, read the next request, answer, ...), and when the client's next
 request is already there the read does not wait, so that greenlet never yields: one busy
-connection keeps the whole worker while requests on its other connections sit unread. Measured
-with scripts/bench_intake.py (50 connections, 2 workers): 24 of each worker's 25 connections
-waited while one was served, p99 latency 1.4-3.5 s and some of wrk's 10 s timeouts. HubSpot
+connection keeps the whole worker while requests on its other connections sit unread. During a
+`scripts/bench_intake.py` ceiling run on the stock worker (50 connections, 2 workers),
+`ss -tnp state established '( sport = :8765 )'` showed 24 of each worker's 25 connections with
+a request unread while one was served; p99 was 1.7 to 3.3 s (README, Measurements). HubSpot
 keeps connections open too, so this would be HubSpot's own calls timing out behind each other.
 
 `FairGeventWorker` yields once after every answered request, so every connection with a request

@@ -1,4 +1,6 @@
-"""The release clock: promotes due wake-ups to RQ release jobs, to the millisecond.
+"""The release clock: promotes due wake-ups (millisecond due times) to RQ release jobs.
+
+How late it promotes is part of each window's 15-20 ms (README, Measurements: bench_release).
 
 One runs beside each RQ worker that serves the `releases` queue (workers/worker.py starts it
 as a child process). Several clocks are safe: wake-ups are popped atomically. It sleeps until
