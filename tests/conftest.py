@@ -161,16 +161,10 @@ def build(make_app: Callable[..., Flask], fake: FakeHubSpot) -> Callable[..., Fl
 
 
 @pytest.fixture
-def installed(migrated_database: str, fake: FakeHubSpot) -> Flask:
+def installed(build: Callable[..., Flask], fake: FakeHubSpot) -> Flask:
     """Empty tables and Redis db, an app pointed at the fake, and the portal installed."""
     from tests.release_helpers import install_portal
 
-    truncate_all()
-    redis.Redis.from_url(TEST_REDIS_URL).flushdb()
-    app = create_app(
-        Settings.from_env(
-            service_env(HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
-        )
-    )
+    app = build()
     install_portal(app, fake)
     return app

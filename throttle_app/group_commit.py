@@ -79,7 +79,8 @@ class GroupCommitter(Generic[T, R]):
         # so memory stays flat and the backlog a recovered writer meets stays short.
         if len(self._pending) >= self._max_pending:
             raise Overloaded(f"{self._name}: {len(self._pending)} items already waiting")
-        self._ensure_writers()
+        if not self._threads:  # started lazily; the watchdog replaces a writer that died
+            self._ensure_writers()
         slot: _Slot[T, R] = _Slot(item, time.monotonic() + timeout)
         self._waiting.add(slot)
         self._pending.append(slot)
