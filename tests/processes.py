@@ -78,14 +78,26 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
 
 
 @contextlib.contextmanager
-def private_redis(tmp_path: Path) -> Iterator[str]:
-    """A Redis server of its own on a free loopback port, for tests that FLUSHALL: the shared
-    server's other databases (a developer's stack, another suite) are never touched."""
+def private_redis(tmp_path: Path, *options: str) -> Iterator[str]:
+    """A Redis server of its own on a free loopback port, for tests that FLUSHALL (the shared
+    server's other databases, a developer's stack or another suite, are never touched) or that
+    need server `options` (`--hz 1`)."""
     server = shutil.which("redis-server")
     assert server, "redis-server is missing: bash scripts/services.sh installs it"
     port = free_port()
     process = subprocess.Popen(
-        [server, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no"],
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
         cwd=tmp_path,
         stdout=open(tmp_path / "redis.log", "wb"),  # noqa: SIM115 (closed with the process)
         stderr=subprocess.STDOUT,

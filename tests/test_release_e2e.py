@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import bisect
 import json
+import multiprocessing
 import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import pytest
@@ -41,8 +42,12 @@ QUEUES = (
 )
 
 
+SENDERS = 16  # concurrent webhook senders, like HubSpot delivering an enrollment burst
+
+
 def send_webhooks(base: str) -> list[str]:
-    session = requests.Session()
+    """Deliver every queue's webhooks, signed, from a process of its own: senders in this
+    process would hold the GIL the fake HubSpot needs to answer and to time the completions."""
     jobs = []
     for spec in QUEUES:
         for n in range(spec.count):
@@ -55,6 +60,15 @@ def send_webhooks(base: str) -> list[str]:
                 period="seconds",
             )
             jobs.append(json.dumps(payload).encode())
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as sender:
+        statuses = sender.submit(_post_all, base, jobs).result()
+    assert statuses == [200] * len(jobs)
+    return [json.loads(body)["callbackId"] for body in jobs]
+
+
+def _post_all(base: str, bodies: list[bytes]) -> list[int]:
+    session = requests.Session()
+    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=SENDERS))
 
     def send(body: bytes) -> int:
         headers = signed_headers(body, url=f"{base}/api/hubspot/action")
@@ -62,10 +76,8 @@ def send_webhooks(base: str) -> list[str]:
             f"{base}/api/hubspot/action", data=body, headers=headers, timeout=10
         ).status_code
 
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        statuses = list(pool.map(send, jobs))
-    assert statuses == [200] * len(jobs)
-    return [json.loads(body)["callbackId"] for body in jobs]
+    with ThreadPoolExecutor(max_workers=SENDERS) as pool:
+        return list(pool.map(send, bodies))
 
 
 def wait_for_completions(fake: FakeHubSpot, expected: set[str], timeout: float) -> list[dict]:
@@ -86,7 +98,12 @@ def max_in_window(times: list[float], window: float) -> int:
 
 
 def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> dict[str, float]:
-    """Per queue: no window of T holds more than N; sustained rate within 5% of N/T."""
+    """Per queue: no window of T holds more than N; sustained rate within 5% of N/T.
+
+    The sustained rate counts from the end of the first window: the first window stays open
+    until it has released N (a window's budget is spent as executions arrive), so when its last
+    one goes out depends on how fast this test's webhooks arrived, not on the release engine.
+    From then on the backlog exists and the next window opens T after the last send."""
     counts = Counter(c["callback_id"] for c in completions)
     duplicated_batches = {c["batch_id"] for c in completions if counts[c["callback_id"]] > 1}
     assert len(duplicated_batches) <= 2 * allow_duplicate_batches, duplicated_batches
@@ -96,7 +113,7 @@ def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> di
         times = [c["time"] for c in mine]
         assert max_in_window(times, spec.seconds) <= spec.max_throughput, spec
         first_seen = sorted({c["callback_id"]: c["time"] for c in reversed(mine)}.values())
-        span = first_seen[-1] - first_seen[0]
+        span = first_seen[-1] - first_seen[spec.max_throughput - 1]
         rate = (len(first_seen) - spec.max_throughput) / span
         rates[spec.name] = rate
         assert rate == pytest.approx(spec.max_throughput / spec.seconds, rel=0.05), (spec, rate)

@@ -37,7 +37,7 @@ RELEASES_QUEUE = "releases"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
-NUDGE_KEY = "throttle:{wakeups}:nudge"  # a release clock blocks on it to notice new wake-ups
+NUDGE_CHANNEL = "throttle:{wakeups}:nudge"  # pub/sub: release clocks hear new wake-ups
 PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue backs off
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
@@ -64,19 +64,18 @@ end
 return result
 """
 
-# KEYS[1] = the wake-ups sorted set, KEYS[2] = the nudge list.
-# ARGV[1] = 'LT' (keep the earlier wake-up) or 'NX' (keep any existing wake-up);
-# ARGV[2..] = queue id, delay in ms, [queue id, delay ms ...].
-# Adds each wake-up at Redis time + delay and leaves one nudge so a sleeping release clock
-# looks again. Returns nothing.
+# KEYS[1] = the wake-ups sorted set.
+# ARGV[1] = the nudge channel; ARGV[2] = 'LT' (keep the earlier wake-up) or 'NX' (keep any
+# existing wake-up); ARGV[3..] = queue id, delay in ms, [queue id, delay ms ...].
+# Adds each wake-up at Redis time + delay and publishes one nudge so sleeping release clocks
+# look again. Returns nothing.
 WAKE_LUA = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for i = 2, #ARGV, 2 do
-  redis.call('ZADD', KEYS[1], ARGV[1], string.format('%d', now_ms + tonumber(ARGV[i + 1])), ARGV[i])
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[2], string.format('%d', now_ms + tonumber(ARGV[i + 1])), ARGV[i])
 end
-redis.call('LPUSH', KEYS[2], '1')
-redis.call('LTRIM', KEYS[2], 0, 0)
+redis.call('PUBLISH', ARGV[1], '1')
 """
 
 
@@ -122,11 +121,11 @@ class ReleaseSchedule:
         self._add("NX", queue_ids, 0.0)
 
     def _add(self, mode: str, queue_ids: Iterable[int], delay_seconds: float) -> None:
-        args: list[str | int] = [mode]
+        args: list[str | int] = [NUDGE_CHANNEL, mode]
         for queue_id in queue_ids:
             args += [int(queue_id), max(0, int(delay_seconds * 1000))]
-        if len(args) > 1:
-            self._wake(keys=[WAKEUPS_KEY, NUDGE_KEY], args=args)
+        if len(args) > 2:
+            self._wake(keys=[WAKEUPS_KEY], args=args)
 
     def pause(self, queue_id: int, seconds: float) -> None:
         """Hold the queue's release jobs back for `seconds`. A longer pause already set is kept
@@ -153,9 +152,10 @@ class ReleaseSchedule:
         """A call went through: the next failure starts a new streak."""
         self.connection.delete(STREAK_KEY % queue_id)
 
-    def wait_for_nudge(self, timeout: float) -> None:
-        """Block until a new wake-up is added or `timeout` seconds pass (a release clock)."""
-        self.connection.blpop([NUDGE_KEY], timeout=max(timeout, 0.001))
+    def listen(self) -> Nudges:
+        """A release clock's subscription to new wake-ups (subscribe, then promote: a wake-up
+        added in between is heard)."""
+        return Nudges(self.connection)
 
     def promote_due(self, limit: int = 100) -> float | None:
         """Enqueue the release jobs that are due; return seconds until the next wake-up."""
@@ -204,6 +204,31 @@ class ReleaseSchedule:
         log.info("release job %s ended as %s; replacing it", job_id, status)
         job.delete()
         return True
+
+
+class Nudges:
+    """New wake-ups, heard on a pub/sub channel; the wait is timed in this process.
+
+    A blocking Redis command (BLPOP) would be simpler, but the server checks blocking timeouts
+    only on its cron tick (`hz`, 10 by default): a 0.2 s BLPOP returned after 0.30 s here, so
+    a clock sleeping until the next window woke up to 100 ms late. A nudge published while this
+    process is busy promoting waits in its socket and ends the next wait at once.
+    """
+
+    def __init__(self, connection: redis.Redis) -> None:
+        self._pubsub = connection.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.subscribe(NUDGE_CHANNEL)
+
+    def wait(self, timeout: float) -> None:
+        """Return when a wake-up is added or after `timeout` seconds; a burst of nudges that
+        already arrived counts as one."""
+        if self._pubsub.get_message(timeout=max(timeout, 0.0)) is None:
+            return
+        while self._pubsub.get_message(timeout=0.0) is not None:
+            pass
+
+    def close(self) -> None:
+        self._pubsub.close()
 
 
 def _stale(job: Job, stale_after: float) -> bool:
