@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.release_helpers import admit, query, queue_id
 from throttle_app.release_schedule import WAKEUPS_KEY
 
@@ -34,7 +36,8 @@ def test_pause_resume_and_drain(app, redis_conn):
     assert query(app, "SELECT draining FROM throttle_queues")[0][0] is True
 
 
-def test_unknown_queue_is_a_clear_error(app):
-    result = app.test_cli_runner().invoke(args=["throttle", "pause", "999"])
+@pytest.mark.parametrize("ref", ["999", "²", "9" * 30, "1:2:three"])
+def test_unknown_queue_is_a_clear_error(app, ref):
+    result = app.test_cli_runner().invoke(args=["throttle", "pause", ref])
     assert result.exit_code != 0
-    assert "no queue '999'" in result.output
+    assert f"no queue {ref!r}" in result.output

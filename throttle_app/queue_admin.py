@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app.claims import effective_rate
+from throttle_app.input_fields import ASCII_INTEGER
 from throttle_app.release_schedule import ReleaseSchedule
 
 _STATUS = text(
@@ -92,7 +93,7 @@ def queue_statuses(session: Session) -> list[QueueStatus]:
 
 def find_queue_id(session: Session, ref: str) -> int:
     """A queue by id ("12") or key ("portal:workflow:action")."""
-    if ref.isdigit():
+    if ASCII_INTEGER.fullmatch(ref):  # not str.isdigit(): "²" and 30 digits pass it
         row = session.execute(text("SELECT id FROM throttle_queues WHERE id = :i"), {"i": int(ref)})
     else:
         row = session.execute(
