@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import threading
+import time
 import uuid
 from datetime import timedelta
 
@@ -70,6 +71,25 @@ def test_next_window_is_counted_from_the_last_send(engine_app, fake):
         engine_app,
         "SELECT extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues",
     )[0]
+    assert gap == pytest.approx(30, abs=0.01)
+
+
+def test_next_window_counts_from_hubspots_answer_not_from_the_marking(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "30", "seconds"))
+    queue = queue_id(engine_app)
+    with engine_app.app_context():
+        claim = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
+        time.sleep(0.2)  # the call
+        answered_at = time.monotonic()
+        time.sleep(0.5)  # a slow marking
+        assert claims.mark_completed(db.session, claim, claim.rows, {}, answered_at) == 3
+        db.session.remove()
+    (answered_ago, gap) = query(
+        engine_app,
+        "SELECT extract(epoch FROM clock_timestamp() - last_sent_at),"
+        " extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues",
+    )[0]
+    assert 0.5 <= answered_ago < 0.6
     assert gap == pytest.approx(30, abs=0.01)
 
 

@@ -5,8 +5,8 @@ and `next_release_at` has passed; it gets the effective rate's N as budget (a th
 override wins over the rate executions arrive with, from the next window on). Every claim takes
 rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed the budget.
 
-`next_release_at` is never earlier than T after the last send of the current window, nor T
-after the end of any live lease (a worker may still send until its lease ends). So the sends of
+`next_release_at` is never earlier than T after HubSpot answered the last send of the current
+window, nor T after the end of any live lease (a worker may still send until its lease ends). So the sends of
 two windows are always more than T apart, and no interval of length T holds more than N sends.
 `next_release_at` is computed with the T of the window it follows; when an override raises T,
 the new window also waits for the new T after the last send and after every live lease end
@@ -17,6 +17,7 @@ Rows are claimed with a lease and an owner token; every later update is fenced o
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -202,22 +203,30 @@ def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
     return {"ids": [row.id for row in rows], "owner": claim.owner}
 
 
-def _after_send(session: Session, queue_id: int) -> None:
-    """A call reached (or may have reached) HubSpot: the next window counts from now."""
+def _after_send(session: Session, queue_id: int, answered_at: float | None = None) -> None:
+    """A call reached (or may have reached) HubSpot: the next window counts from its answer
+    (`answered_at`, a time.monotonic() reading), else from now. HubSpot had the request before
+    it answered, so T after the answer is T after HubSpot saw it, without the marking's time."""
+    ago = 0.0 if answered_at is None else max(0.0, time.monotonic() - answered_at)
     session.execute(
         text(
-            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at, clock_timestamp())"
-            " WHERE id = :queue_id"
+            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at,"
+            " clock_timestamp() - make_interval(secs => :ago)) WHERE id = :queue_id"
         ),
-        {"queue_id": queue_id},
+        {"queue_id": queue_id, "ago": ago},
     )
     session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
 
 
 def mark_completed(
-    session: Session, claim: Claim, rows: list[ClaimedRow], refused: dict[str, str]
+    session: Session,
+    claim: Claim,
+    rows: list[ClaimedRow],
+    refused: dict[str, str],
+    answered_at: float | None = None,
 ) -> int:
-    """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits."""
+    """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits.
+    `answered_at`: time.monotonic() when HubSpot's answer arrived (None: now)."""
     done = [row for row in rows if row.callback_id not in refused]
     count = 0
     if done:
@@ -233,7 +242,7 @@ def mark_completed(
     for row in rows:
         if row.callback_id in refused:
             _fail(session, claim, row, refused[row.callback_id])
-    _after_send(session, claim.queue_id)
+    _after_send(session, claim.queue_id, answered_at)
     session.commit()
     return count
 

@@ -226,6 +226,7 @@ class _Sender:
             refused = r.client.complete_callbacks(
                 claim.portal_id, self.token, pairs, deadline=self.deadline - CALL_MARGIN_SECONDS
             )
+            answered_at = time.monotonic()
         except Unauthorized:
             return self._unauthorized(rows, state)
         except (RateLimited, BucketWait, TooLate) as exc:
@@ -241,7 +242,7 @@ class _Sender:
             return self._refused(rows, exc)
         except Rejected as exc:
             return self._isolate(rows, state, exc)
-        report.completed += claims.mark_completed(r.session, claim, rows, refused)
+        report.completed += claims.mark_completed(r.session, claim, rows, refused, answered_at)
         report.failed += len(refused)
         r.schedule.succeeded(claim.queue_id)  # after the commit: Redis must not block a mark
         return None
