@@ -15,7 +15,7 @@ import redis
 
 from tests.processes import private_redis
 from throttle_app.release_schedule import RELEASES_QUEUE, ReleaseSchedule
-from workers.release_clock import run_clock
+from workers.release_clock import POLL_SECONDS, run_clock
 
 
 @pytest.fixture
@@ -26,13 +26,27 @@ def coarse_redis(tmp_path) -> Iterator[redis.Redis]:
         yield redis.Redis.from_url(url)
 
 
-@pytest.fixture
-def clock(coarse_redis: redis.Redis) -> Iterator[None]:
-    url = "redis://{host}:{port}/{db}".format(**coarse_redis.connection_pool.connection_kwargs)
+def url_of(connection: redis.Redis, user: str | None = None) -> str:
+    kwargs = connection.connection_pool.connection_kwargs
+    auth = f"{user}:{user}-password@" if user else ""
+    return f"redis://{auth}{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def start_clock(url: str) -> multiprocessing.Process:
     process = multiprocessing.get_context("fork").Process(
         target=run_clock, args=(url, 60, os.getpid(), 60.0), daemon=True
     )
     process.start()
+    return process
+
+
+@pytest.fixture
+def clock(coarse_redis: redis.Redis) -> Iterator[None]:
+    process = start_clock(url_of(coarse_redis))
+    deadline = time.monotonic() + 10
+    while not coarse_redis.pubsub_numsub(ReleaseSchedule(coarse_redis).nudge_channel)[0][1]:
+        assert time.monotonic() < deadline, "the clock never subscribed"
+        time.sleep(0.01)
     yield
     process.terminate()
     process.join(5)
@@ -51,7 +65,6 @@ def promoted_after(connection: redis.Redis, queue_id: int) -> float:
 
 def test_a_wake_up_is_promoted_when_due_not_on_the_servers_timer(coarse_redis, clock):
     schedule = ReleaseSchedule(coarse_redis)
-    time.sleep(0.3)  # the clock is asleep on the subscription
     for queue_id, delay in ((1, 0.25), (2, 0.4), (3, 0.15)):
         schedule.wake([queue_id], delay)
         waited = promoted_after(coarse_redis, queue_id)
@@ -62,17 +75,38 @@ def test_a_wake_up_is_promoted_when_due_not_on_the_servers_timer(coarse_redis, c
 def test_a_new_wake_up_ends_the_clocks_sleep(coarse_redis, clock):
     schedule = ReleaseSchedule(coarse_redis)
     schedule.wake([1], 30)  # the clock now sleeps as long as it may
-    time.sleep(0.3)
+    time.sleep(0.1)
     schedule.wake([2])
     assert promoted_after(coarse_redis, 2) < 0.1
 
 
 def test_the_clock_subscribes_again_after_losing_its_connection(coarse_redis, clock):
     schedule = ReleaseSchedule(coarse_redis)
-    time.sleep(0.3)
     assert coarse_redis.client_kill_filter(_type="pubsub") >= 1
     time.sleep(0.3)
     schedule.wake([4], 0.5)
     assert promoted_after(coarse_redis, 4) < 2.0  # heard again, at worst after a retry pause
     schedule.wake([5], 0.2)
     assert 0.19 <= promoted_after(coarse_redis, 5) <= 0.3  # and on time again
+
+
+def test_a_redis_user_without_channel_access_still_gets_its_wake_ups(coarse_redis):
+    coarse_redis.acl_setuser(
+        "clock",
+        enabled=True,
+        passwords=["+clock-password"],
+        keys=["*"],
+        commands=["+@all"],
+        reset_channels=True,
+    )
+    limited = redis.Redis.from_url(url_of(coarse_redis, "clock"))
+    process = start_clock(url_of(coarse_redis, "clock"))
+    try:
+        schedule = ReleaseSchedule(limited)
+        schedule.wake([6], 0.3)  # no nudge can be published; the wake-up is stored all the same
+        waited = promoted_after(coarse_redis, 6)
+        assert 0.29 <= waited <= 0.3 + POLL_SECONDS + 0.1, waited
+        assert coarse_redis.pubsub_numsub(schedule.nudge_channel)[0][1] == 0  # it polled
+    finally:
+        process.terminate()
+        process.join(5)

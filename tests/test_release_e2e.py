@@ -61,7 +61,7 @@ def send_webhooks(base: str) -> list[str]:
             )
             jobs.append(json.dumps(payload).encode())
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork")) as sender:
-        statuses = sender.submit(_post_all, base, jobs).result()
+        statuses = sender.submit(_post_all, base, jobs).result(timeout=300)
     assert statuses == [200] * len(jobs)
     return [json.loads(body)["callbackId"] for body in jobs]
 

@@ -6,8 +6,9 @@ override wins over the rate executions arrive with, from the next window on). Ev
 rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed the budget.
 
 `next_release_at` is never earlier than T after HubSpot answered the last send of the current
-window, nor T after the end of any live lease (a worker may still send until its lease ends). So the sends of
-two windows are always more than T apart, and no interval of length T holds more than N sends.
+window, nor T after the end of any live lease (a worker may still send until its lease ends).
+So the sends of two windows are always more than T apart, and no interval of length T holds
+more than N sends.
 `next_release_at` is computed with the T of the window it follows; when an override raises T,
 the new window also waits for the new T after the last send and after every live lease end
 (`_window_ready_at`), so no span of the new T sees the old N plus the new N.

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
@@ -37,7 +38,9 @@ RELEASES_QUEUE = "releases"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
-NUDGE_CHANNEL = "throttle:{wakeups}:nudge"  # pub/sub: release clocks hear new wake-ups
+# Pub/sub channel on which release clocks hear new wake-ups; per Redis database (pub/sub is
+# server-wide, so two deployments on one server would otherwise nudge each other's clocks).
+NUDGE_CHANNEL = "throttle:{wakeups}:nudge:%d"
 PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue backs off
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
@@ -68,14 +71,15 @@ return result
 # ARGV[1] = the nudge channel; ARGV[2] = 'LT' (keep the earlier wake-up) or 'NX' (keep any
 # existing wake-up); ARGV[3..] = queue id, delay in ms, [queue id, delay ms ...].
 # Adds each wake-up at Redis time + delay and publishes one nudge so sleeping release clocks
-# look again. Returns nothing.
+# look again (pcall: a Redis user without channel access still adds the wake-up; its clocks
+# poll). Returns nothing.
 WAKE_LUA = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 for i = 3, #ARGV, 2 do
   redis.call('ZADD', KEYS[1], ARGV[2], string.format('%d', now_ms + tonumber(ARGV[i + 1])), ARGV[i])
 end
-redis.call('PUBLISH', ARGV[1], '1')
+redis.pcall('PUBLISH', ARGV[1], '1')
 """
 
 
@@ -107,6 +111,9 @@ class ReleaseSchedule:
         self.connection = connection
         self.job_timeout = job_timeout
         self.stale_after = stale_after
+        self.nudge_channel = NUDGE_CHANNEL % connection.connection_pool.connection_kwargs.get(
+            "db", 0
+        )
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
         self.queue = Queue(RELEASES_QUEUE, connection=connection)
@@ -121,7 +128,7 @@ class ReleaseSchedule:
         self._add("NX", queue_ids, 0.0)
 
     def _add(self, mode: str, queue_ids: Iterable[int], delay_seconds: float) -> None:
-        args: list[str | int] = [NUDGE_CHANNEL, mode]
+        args: list[str | int] = [self.nudge_channel, mode]
         for queue_id in queue_ids:
             args += [int(queue_id), max(0, int(delay_seconds * 1000))]
         if len(args) > 2:
@@ -153,9 +160,10 @@ class ReleaseSchedule:
         self.connection.delete(STREAK_KEY % queue_id)
 
     def listen(self) -> Nudges:
-        """A release clock's subscription to new wake-ups (subscribe, then promote: a wake-up
-        added in between is heard)."""
-        return Nudges(self.connection)
+        """A release clock's subscription to new wake-ups, confirmed by the server (subscribe,
+        then promote: a wake-up added in between is heard). Raises redis.NoPermissionError
+        when the Redis user may not subscribe to the channel."""
+        return Nudges(self.connection, self.nudge_channel)
 
     def promote_due(self, limit: int = 100) -> float | None:
         """Enqueue the release jobs that are due; return seconds until the next wake-up."""
@@ -215,17 +223,32 @@ class Nudges:
     process is busy promoting waits in its socket and ends the next wait at once.
     """
 
-    def __init__(self, connection: redis.Redis) -> None:
-        self._pubsub = connection.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.subscribe(NUDGE_CHANNEL)
+    def __init__(self, connection: redis.Redis, channel: str, confirm_seconds: float = 5.0) -> None:
+        self._pubsub = connection.pubsub()
+        try:
+            self._pubsub.subscribe(channel)
+            # SUBSCRIBE goes out on a connection of its own and nothing waits for its reply;
+            # until the server confirms it, a wake-up published now would be missed.
+            deadline = time.monotonic() + confirm_seconds
+            while (message := self._next(deadline)) is None or message["type"] != "subscribe":
+                if time.monotonic() >= deadline:
+                    raise redis.TimeoutError(f"no confirmation of the subscription to {channel}")
+        except BaseException:
+            self._pubsub.close()
+            raise
 
     def wait(self, timeout: float) -> None:
         """Return when a wake-up is added or after `timeout` seconds; a burst of nudges that
         already arrived counts as one."""
-        if self._pubsub.get_message(timeout=max(timeout, 0.0)) is None:
-            return
-        while self._pubsub.get_message(timeout=0.0) is not None:
-            pass
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while (message := self._next(deadline)) is not None:
+            if message["type"] == "message":
+                while self._pubsub.get_message(timeout=0.0) is not None:
+                    pass
+                return
+
+    def _next(self, deadline: float) -> dict | None:
+        return self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
 
     def close(self) -> None:
         self._pubsub.close()
