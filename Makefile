@@ -1,5 +1,5 @@
 # Common commands; each one is a script you can also run directly.
-.PHONY: help run test test-fast lint format chart bench-intake bench-release demo smoke ci
+.PHONY: help run test test-fast lint format chart bench-intake bench-release bench-cleaner demo smoke ci
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -27,6 +27,9 @@ bench-intake:    ## durable intake against its no-database ceiling (needs wrk)
 
 bench-release:   ## release throughput and rate accuracy against the fake HubSpot
 	.venv/bin/python scripts/bench_release.py
+
+bench-cleaner:   ## one cleaner pass over 2,000 queues with work
+	.venv/bin/python scripts/bench_cleaner.py
 
 demo:            ## install a sandbox portal and watch two queues release (needs `make run`)
 	.venv/bin/python scripts/demo.py

@@ -90,10 +90,10 @@ def queue_id(app: Flask) -> int:
     return query(app, "SELECT id FROM throttle_queues ORDER BY id LIMIT 1")[0][0]
 
 
-def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int):
-    """A queue with `count` pending executions, written straight to PostgreSQL (fast setup for
-    release tests; admission has its own tests). Returns the queue id."""
-    prefix = "b"
+def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, name: str = "b"):
+    """A queue (`name`) with `count` pending executions, written straight to PostgreSQL (fast
+    setup for release tests; admission has its own tests). Returns the queue id."""
+    prefix = name
     with app.app_context():
         queue = db.session.execute(
             text(

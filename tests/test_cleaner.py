@@ -83,6 +83,29 @@ def test_queues_with_work_are_woken_after_redis_lost_them(installed, redis_conn)
     assert redis_conn.zscore(WAKEUPS_KEY, str(queue)) is not None
 
 
+def test_each_queue_is_woken_for_its_own_next_look(installed, redis_conn):
+    ready = backlog(installed, 2, 5, 60, name="ready")
+    waiting = backlog(installed, 2, 5, 60, name="waiting")  # its window opens in 30 s
+    retrying = backlog(installed, 2, 5, 60, name="retrying")  # its rows retry in 20 s
+    query(
+        installed,
+        f"UPDATE throttle_queues SET next_release_at = now() + interval '30 seconds'"
+        f" WHERE id = {waiting}",
+    )
+    query(
+        installed,
+        f"UPDATE action_executions SET next_attempt_at = now() + interval '20 seconds'"
+        f" WHERE queue_id = {retrying}",
+    )
+    redis_conn.delete(WAKEUPS_KEY)
+    now_ms = time.time() * 1000
+    assert run_clean(installed).woken == 3
+    due = {int(member): score - now_ms for member, score in redis_conn.zscan_iter(WAKEUPS_KEY)}
+    assert due[ready] < 1000
+    assert 29_000 < due[waiting] < 31_000
+    assert 19_000 < due[retrying] < 21_000
+
+
 def test_paused_queues_are_not_woken(installed, redis_conn):
     backlog(installed, 2, 5, 60)
     query(installed, "UPDATE throttle_queues SET paused = true")

@@ -93,12 +93,10 @@ def clean(
     session.commit()
     report.expired = session.execute(_EXPIRE, {"limit": expire_scan}).rowcount
     session.commit()
-    for (queue_id,) in session.execute(_QUEUES_WITH_WORK).all():
-        delay = claims.next_look(session, queue_id, lead)
-        if delay is not None:
-            schedule.wake([queue_id], delay)
-            report.woken += 1
-    session.commit()
+    with_work = [queue_id for (queue_id,) in session.execute(_QUEUES_WITH_WORK).all()]
+    delays = claims.next_looks(session, with_work, lead)
+    schedule.wake_each(delays)
+    report.woken = len(delays)
     return report
 
 

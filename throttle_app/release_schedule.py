@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import redis
@@ -121,6 +121,16 @@ class ReleaseSchedule:
     def wake(self, queue_ids: Iterable[int], delay_seconds: float = 0.0) -> None:
         """Ask for a release of these queues after `delay_seconds` (earliest request wins)."""
         self._add("LT", queue_ids, delay_seconds)
+
+    def wake_each(self, delays: Mapping[int, float], chunk: int = 1000) -> None:
+        """`wake` with a delay per queue (the cleaner): queue id -> seconds, a script call per
+        `chunk` queues."""
+        items = sorted(delays.items())
+        for start in range(0, len(items), chunk):
+            args: list[str | int] = [self.nudge_channel, "LT"]
+            for queue_id, delay_seconds in items[start : start + chunk]:
+                args += [int(queue_id), max(0, int(delay_seconds * 1000))]
+            self._wake(keys=[WAKEUPS_KEY], args=args)
 
     def wake_unscheduled(self, queue_ids: Iterable[int]) -> None:
         """New executions arrived: wake these queues now unless a wake-up is already set (a
