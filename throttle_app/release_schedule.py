@@ -120,28 +120,24 @@ class ReleaseSchedule:
 
     def wake(self, queue_ids: Iterable[int], delay_seconds: float = 0.0) -> None:
         """Ask for a release of these queues after `delay_seconds` (earliest request wins)."""
-        self._add("LT", queue_ids, delay_seconds)
+        self._add("LT", {queue_id: delay_seconds for queue_id in queue_ids})
 
-    def wake_each(self, delays: Mapping[int, float], chunk: int = 1000) -> None:
-        """`wake` with a delay per queue (the cleaner): queue id -> seconds, a script call per
-        `chunk` queues."""
-        items = sorted(delays.items())
-        for start in range(0, len(items), chunk):
-            args: list[str | int] = [self.nudge_channel, "LT"]
-            for queue_id, delay_seconds in items[start : start + chunk]:
-                args += [int(queue_id), max(0, int(delay_seconds * 1000))]
-            self._wake(keys=[WAKEUPS_KEY], args=args)
+    def wake_each(self, delays: Mapping[int, float]) -> None:
+        """`wake` with a delay per queue (the cleaner): queue id -> seconds."""
+        self._add("LT", delays)
 
     def wake_unscheduled(self, queue_ids: Iterable[int]) -> None:
         """New executions arrived: wake these queues now unless a wake-up is already set (a
         queue waiting for its next window keeps its time; a running job reschedules itself)."""
-        self._add("NX", queue_ids, 0.0)
+        self._add("NX", dict.fromkeys(queue_ids, 0.0))
 
-    def _add(self, mode: str, queue_ids: Iterable[int], delay_seconds: float) -> None:
-        args: list[str | int] = [self.nudge_channel, mode]
-        for queue_id in queue_ids:
-            args += [int(queue_id), max(0, int(delay_seconds * 1000))]
-        if len(args) > 2:
+    def _add(self, mode: str, delays: Mapping[int, float], chunk: int = 1000) -> None:
+        """One script call per `chunk` queues (the cleaner wakes thousands at once)."""
+        items = sorted(delays.items())
+        for start in range(0, len(items), chunk):
+            args: list[str | int] = [self.nudge_channel, mode]
+            for queue_id, delay_seconds in items[start : start + chunk]:
+                args += [int(queue_id), max(0, int(delay_seconds * 1000))]
             self._wake(keys=[WAKEUPS_KEY], args=args)
 
     def pause(self, queue_id: int, seconds: float) -> None:
