@@ -36,6 +36,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.utils import floatToGoString
 from werkzeug.exceptions import HTTPException
 
+from throttle_app.deferred_flush import DeferredFlush
+
 log = logging.getLogger(__name__)
 
 PREFIX = "throttle_"
@@ -296,33 +298,26 @@ class _Tallies:
         self._webhooks: dict[tuple[str, str], int] = {}
         self._buckets = [0] * (len(ADMISSION_BUCKETS) + 1)  # the last one is +Inf
         self._sum = 0.0
-        self._flush_due = False
+        self._deferred = DeferredFlush(self.FLUSH_SECONDS, self.flush)
 
     def webhook(self, status: int, outcome: str) -> None:
         key = (str(status), outcome)
         with self._lock:
             self._webhooks[key] = self._webhooks.get(key, 0) + 1
-            self._schedule()
+        self._deferred.request()
 
     def admission(self, seconds: float) -> None:
         index = bisect.bisect_left(ADMISSION_BUCKETS, seconds)
         with self._lock:
             self._buckets[index] += 1
             self._sum += seconds
-            self._schedule()
-
-    def _schedule(self) -> None:  # called with the lock held
-        if not self._flush_due:
-            self._flush_due = True
-            timer = threading.Timer(self.FLUSH_SECONDS, self.flush)
-            timer.daemon = True
-            timer.start()
+        self._deferred.request()
 
     def flush(self) -> None:
         with self._lock:
             webhooks, self._webhooks = self._webhooks, {}
             buckets, self._buckets = self._buckets, [0] * (len(ADMISSION_BUCKETS) + 1)
-            total, self._sum, self._flush_due = self._sum, 0.0, False
+            total, self._sum = self._sum, 0.0
         try:
             metrics = web_metrics()
             for (status, outcome), count in webhooks.items():

@@ -31,6 +31,7 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
+from throttle_app.deferred_flush import DeferredFlush
 
 log = logging.getLogger(__name__)
 
@@ -278,24 +279,18 @@ class WakeBatcher:
 
     def __init__(self, schedule: ReleaseSchedule, delay: float = 0.02) -> None:
         self._schedule = schedule
-        self._delay = delay
         self._pending: set[int] = set()
         self._lock = threading.Lock()
-        self._timer_set = False
+        self._deferred = DeferredFlush(delay, self.flush)
 
     def add(self, queue_ids: Iterable[int]) -> None:
         with self._lock:
             self._pending.update(queue_ids)
-            if self._timer_set:
-                return
-            self._timer_set = True
-        timer = threading.Timer(self._delay, self.flush)
-        timer.daemon = True
-        timer.start()
+        self._deferred.request()
 
     def flush(self) -> None:
         with self._lock:
-            queue_ids, self._pending, self._timer_set = self._pending, set(), False
+            queue_ids, self._pending = self._pending, set()
         if not queue_ids:
             return
         try:
