@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import service_env
 from throttle_app.config import Settings
 from throttle_app.hubspot import oauth_api
+from throttle_app.input_fields import bigint
 
 
 @pytest.mark.parametrize(
@@ -24,7 +25,7 @@ from throttle_app.hubspot import oauth_api
     ],
 )
 def test_integers_in_answers(value, expected):
-    assert oauth_api._integer(value) == expected
+    assert bigint(value) == expected  # what oauth_api reads hub_id, app_id, expires_in with
 
 
 def test_a_huge_expires_in_is_capped_instead_of_overflowing(monkeypatch):

@@ -9,7 +9,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from throttle_app.input_fields import ASCII_INTEGER, MAX_BIGINT, FieldError, storable_text
+from throttle_app.input_fields import FieldError, bigint, storable_text
 from throttle_app.rates import Rate, parse_rate
 
 MAX_CALLBACK_ID_BYTES = 255
@@ -77,13 +77,10 @@ def _callback_id(value: object) -> str:
 
 def _id(field: str, value: object) -> int:
     """A positive integer id (HubSpot sends numbers; numeric strings are accepted too)."""
-    if isinstance(value, bool) or value is None:
+    number = bigint(value)
+    if number is None or number < 1:
         raise FieldError(field, "is required and must be a positive integer")
-    if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
-        value = int(value)
-    if not isinstance(value, int) or value < 1 or value > MAX_BIGINT:
-        raise FieldError(field, "is required and must be a positive integer")
-    return value
+    return number
 
 
 def _optional_id(value: object) -> int | None:

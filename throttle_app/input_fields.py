@@ -24,22 +24,23 @@ class FieldError(ValueError):
         self.message = message
 
 
+def bigint(value: object) -> int | None:
+    """A non-negative integer that fits a bigint, as a JSON number or ASCII digits; else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
+        value = int(value)
+    if isinstance(value, int) and 0 <= value <= MAX_BIGINT:
+        return value
+    return None
+
+
 def positive_int(field: str, value: object) -> int:
     """A positive integer given as a JSON number or a numeric string ("50", 50, 50.0)."""
-    if isinstance(value, bool):
-        raise FieldError(field, "must be a positive integer")
-    if isinstance(value, str):
-        text = value.strip()
-        if not ASCII_INTEGER.fullmatch(text):
-            raise FieldError(field, "must be a positive integer")
-        number = int(text)
-    elif isinstance(value, int):
-        number = value
-    elif isinstance(value, float) and value.is_integer():
-        number = int(value)
-    else:
-        raise FieldError(field, "must be a positive integer")
-    if number < 1 or number > MAX_BIGINT:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    number = bigint(value)
+    if number is None or number < 1:
         raise FieldError(field, "must be a positive integer")
     return number
 

@@ -21,7 +21,7 @@ import requests
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
-from throttle_app.input_fields import ASCII_INTEGER, MAX_BIGINT
+from throttle_app.input_fields import bigint
 from throttle_app.logging_setup import REDACTED
 
 __all__ = [
@@ -137,7 +137,7 @@ def introspect(settings: Settings, access_token: str) -> TokenInfo:
     body = _post_form(settings, INTROSPECT_PATH, form)
     if body.get("active") is not True:
         raise OAuthBadAnswer("HubSpot says the new access token is not active")
-    hub_id = _integer(body.get("hub_id"))
+    hub_id = bigint(body.get("hub_id"))
     if hub_id is None or hub_id <= 0:
         raise OAuthBadAnswer("HubSpot's introspection answer has no valid hub_id")
     scopes = body.get("scopes")
@@ -146,7 +146,7 @@ def introspect(settings: Settings, access_token: str) -> TokenInfo:
         hub_domain=_text(body.get("hub_domain")),
         user=_text(body.get("user")),
         scopes=tuple(str(s) for s in scopes) if isinstance(scopes, list) else (),
-        app_id=_integer(body.get("app_id")),
+        app_id=bigint(body.get("app_id")),
         client_id=_text(body.get("client_id")),
     )
 
@@ -162,7 +162,7 @@ def _grant(settings: Settings, form: dict[str, str]) -> TokenGrant:
     issued_at = datetime.now(UTC)
     body = _post_form(settings, TOKEN_PATH, form)
     access_token, refresh_token = body.get("access_token"), body.get("refresh_token")
-    expires_in = _integer(body.get("expires_in"))
+    expires_in = bigint(body.get("expires_in"))
     if not isinstance(access_token, str) or not access_token:
         raise OAuthBadAnswer("HubSpot's token answer has no access_token")
     if expires_in is None or expires_in <= 0:
@@ -173,7 +173,7 @@ def _grant(settings: Settings, form: dict[str, str]) -> TokenGrant:
         refresh_token=refresh_token if isinstance(refresh_token, str) and refresh_token else None,
         expires_in=expires_in,
         issued_at=issued_at,
-        hub_id=_integer(body.get("hub_id")),
+        hub_id=bigint(body.get("hub_id")),
     )
 
 
@@ -238,17 +238,6 @@ def _retry_after(response: requests.Response) -> float | None:
 def _backoff(attempt: int, retry_after: float | None) -> float:
     base = retry_after if retry_after is not None else 0.2 * 2 ** (attempt - 1)
     return min(MAX_BACKOFF_SECONDS, base) + random.uniform(0, 0.1)
-
-
-def _integer(value: Any) -> int | None:
-    """A non-negative integer that fits a bigint, as a JSON number or ASCII digits; else None."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, str) and ASCII_INTEGER.fullmatch(value.strip()):
-        value = int(value)
-    if isinstance(value, int) and 0 <= value <= MAX_BIGINT:
-        return value
-    return None
 
 
 def _text(value: Any) -> str | None:
