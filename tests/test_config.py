@@ -149,9 +149,9 @@ def test_non_finite_numbers_name_the_setting(value):
 
 
 def test_a_job_is_stale_only_after_its_longest_step():
-    from throttle_app.hubspot.oauth_api import MAX_BACKOFF_SECONDS
+    from throttle_app.config import TOKEN_BACKOFF_MAX_SECONDS
 
     settings = Settings.from_env(service_env())
     one_call = 2.0 + 3.0 + 10.0  # bucket inline wait, connect and read timeouts
-    refresh = 5.0 + 3 * (3.0 + 10.0) + 2 * MAX_BACKOFF_SECONDS  # lock wait, 3 tries, 2 pauses
+    refresh = 5.0 + 3 * (3.0 + 10.0) + 2 * TOKEN_BACKOFF_MAX_SECONDS  # lock wait, 3 tries, 2 pauses
     assert settings.stale_job_seconds > max(one_call, refresh)

@@ -32,8 +32,10 @@ REQUIRED = (
 # Time around one HubSpot call that is not the call itself (database round trips, the claim's
 # own commit, clock differences between this process and PostgreSQL).
 CALL_MARGIN_SECONDS = 1.0
-# oauth_api's longest pause between two token-call attempts (MAX_BACKOFF_SECONDS + jitter).
-TOKEN_RETRY_PAUSE_SECONDS = 2.1
+# oauth_api's pause between two token-call attempts: at most the backoff cap plus its jitter.
+TOKEN_BACKOFF_MAX_SECONDS = 2.0
+TOKEN_BACKOFF_JITTER_SECONDS = 0.1
+TOKEN_RETRY_PAUSE_SECONDS = TOKEN_BACKOFF_MAX_SECONDS + TOKEN_BACKOFF_JITTER_SECONDS
 # A STARTED release job whose heartbeat is older than this (or the longest step, if longer)
 # belonged to a killed worker (release_schedule.py).
 STALE_JOB_MIN_SECONDS = 30.0
@@ -201,7 +203,7 @@ class Settings:
             public_base_url=reader.optional_url("PUBLIC_BASE_URL"),
             config_api_token=env.get("CONFIG_API_TOKEN") or None,
             metrics_token=env.get("THROTTLE_METRICS_TOKEN") or None,
-            dashboard_username=env.get("THROTTLE_DASHBOARD_USERNAME") or "admin",
+            dashboard_username=env.get("THROTTLE_DASHBOARD_USERNAME") or cls.dashboard_username,
             dashboard_password=env.get("THROTTLE_DASHBOARD_PASSWORD") or None,
             port=reader.integer("PORT", cls.port, low=1, high=65535),
             web_workers=reader.integer("THROTTLE_WEB_WORKERS", cls.web_workers, low=1, high=64),

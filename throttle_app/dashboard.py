@@ -34,7 +34,6 @@ BLUEPRINT = "rq_dashboard"
 REALM = "Throttle RQ dashboard"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 POST_ONLY_ENDPOINTS = frozenset({f"{BLUEPRINT}.requeue_all"})
-STANDALONE_REDIS_TIMEOUT = 2.0  # seconds; the standalone role reads no other setting
 
 
 def init_dashboard(app: Flask, settings: Settings) -> bool:
@@ -59,9 +58,10 @@ def standalone_app() -> Flask:
     redis_url = os.environ.get("REDIS_URL") or ""
     if not password or not redis_url:
         raise ConfigError("the dashboard needs THROTTLE_DASHBOARD_PASSWORD and REDIS_URL")
-    username = os.environ.get("THROTTLE_DASHBOARD_USERNAME") or "admin"
+    username = os.environ.get("THROTTLE_DASHBOARD_USERNAME") or Settings.dashboard_username
+    timeout = Settings.redis_timeout_seconds  # the default: this role reads no other setting
     app = Flask("throttle_dashboard")
-    _mount(app, username, password, _with_timeouts(redis_url, STANDALONE_REDIS_TIMEOUT), "")
+    _mount(app, username, password, _with_timeouts(redis_url, timeout), "")
     return app
 
 

@@ -19,7 +19,11 @@ from typing import Any
 
 import requests
 
-from throttle_app.config import Settings
+from throttle_app.config import (
+    TOKEN_BACKOFF_JITTER_SECONDS,
+    TOKEN_BACKOFF_MAX_SECONDS,
+    Settings,
+)
 from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
 from throttle_app.input_fields import bigint
 from throttle_app.logging_setup import REDACTED
@@ -45,7 +49,6 @@ DEAD_GRANT_STATUSES = frozenset({"BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"})
 # HubSpot's access tokens live 30 minutes; a longer answer is trusted up to a day (the token is
 # refreshed ahead of its expiry anyway, and a huge value would overflow the expiry time).
 MAX_EXPIRES_IN_SECONDS = 86_400
-MAX_BACKOFF_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -237,7 +240,7 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
     base = retry_after if retry_after is not None else 0.2 * 2 ** (attempt - 1)
-    return min(MAX_BACKOFF_SECONDS, base) + random.uniform(0, 0.1)
+    return min(TOKEN_BACKOFF_MAX_SECONDS, base) + random.uniform(0, TOKEN_BACKOFF_JITTER_SECONDS)
 
 
 def _text(value: Any) -> str | None:
