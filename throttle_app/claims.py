@@ -143,7 +143,14 @@ def claim_next(
         limit, opens = min(budget, batch_size), opens or now
     elif queue.next_release_at is None or now >= queue.next_release_at - lead:
         budget, period = effective_rate(queue)
-        ready = _window_ready_at(session, queue_id, period)
+        ready = queue.next_release_at
+        if (
+            ready is None
+            or queue.window_period_seconds is None
+            or period > queue.window_period_seconds
+        ):
+            # next_release_at already holds every term for the old T; a longer T needs them anew
+            ready = _window_ready_at(session, queue_id, period)
         if ready is not None and now < ready - lead:  # T was raised: wait for the new T
             _postpone(session, queue_id, ready)
             return Idle()

@@ -6,8 +6,8 @@ What each failure costs, and why:
 - 429 or an empty bucket: the rows go back without an attempt (being limited is not a failure).
 - The connection could not be made: the request never reached HubSpot, so the rows go back
   without an attempt, and the queue backs off like after a 5xx.
-- 5xx or a read timeout: HubSpot may have acted, so each row counts an attempt (and backs off on
-  its own); the queue stops and backs off, exponentially with jitter over its consecutive
+- 5xx, 408 or a read timeout: HubSpot may have acted, so each row counts an attempt (and backs
+  off on its own); the queue stops and backs off, exponentially with jitter over its consecutive
   failures (THROTTLE_RETRY_BASE_SECONDS doubling up to THROTTLE_RETRY_MAX_SECONDS), so an outage
   neither burns the window's budget in a tight loop nor pushes rows to their attempt limit.
 - 400, 404, 409, 410, 413, 422 on a batch can be about one callback: the batch is halved until
@@ -132,8 +132,11 @@ class Releaser:
     def run(self, queue_id: int) -> ReleaseReport:
         report = ReleaseReport()
         # One token lookup per run, not per batch: a run lasts release_job_seconds, and the
-        # store never hands out a token with less than 30 s left. A 401 replaces it.
+        # store refreshes a token THROTTLE_TOKEN_REFRESH_MARGIN_SECONDS before it expires.
+        # A 401 replaces it.
         self.token: str | None = None
+        # A failure ends the run, so the first success clears the failure streak for all.
+        self.streak_cleared = False
         paused = self.schedule.paused_for(queue_id)
         if paused > 0:  # woken early by the cleaner or an admission: keep the backoff
             report.stopped = f"backing off for {paused:.1f}s"
@@ -143,7 +146,6 @@ class Releaser:
         deadline = time.monotonic() + self.settings.release_job_seconds
         stop: _Stop | None = None
         while time.monotonic() < deadline:
-            self.heartbeat()
             started = time.monotonic()  # before the claim: its lease cannot start earlier
             claim = claims.claim_next(
                 self.session,
@@ -244,7 +246,9 @@ class _Sender:
             return self._isolate(rows, state, exc)
         report.completed += claims.mark_completed(r.session, claim, rows, refused, answered_at)
         report.failed += len(refused)
-        r.schedule.succeeded(claim.queue_id)  # after the commit: Redis must not block a mark
+        if not r.streak_cleared:  # after the commit: Redis must not block a mark
+            r.schedule.succeeded(claim.queue_id)
+            r.streak_cleared = True
         return None
 
     def _outage(self, reason: str) -> _Stop:

@@ -4,8 +4,8 @@ bucket (invariant 4). Answers are turned into typed outcomes the release engine 
 - 2xx: done (a PARTIAL body lists callbacks HubSpot refused);
 - 429: the portal's bucket is blocked for every process until Retry-After (clamped), RateLimited;
 - 401: Unauthorized (the caller refreshes once);
-- 5xx, read timeouts, connections that broke after the request went out: Transient (HubSpot may
-  have acted);
+- 5xx, 408, read timeouts, connections that broke after the request went out: Transient
+  (HubSpot may have acted);
 - connect timeouts and refused/unresolvable connections: NotSent (the request never left);
 - 400, 404, 409, 410, 413, 422: Rejected, answers that can be about one callback of the batch
   (the caller isolates the bad callbacks by halving);
@@ -158,9 +158,7 @@ class HubSpotClient:
         return response
 
     def retry_after(self, header: str | None) -> float:
-        """Retry-After in seconds, clamped; a default when absent or unreadable. float() reads
-        "nan" and "inf" too; they count as unreadable, as NaN would survive the clamp and make
-        the bucket block fail."""
+        """Retry-After in seconds, clamped; the default when http.parse_retry_after reads none."""
         settings = self._settings
         value = parse_retry_after(header)
         if value is None:
