@@ -16,12 +16,10 @@ import psycopg2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_release import DB, PORTAL, REDIS, install
-from bench_support import SECRET, fresh_database, service_env
+from bench_support import DB, PORTAL, SECRET, installed_app
 
 from fake_hubspot import FakeHubSpot
-from throttle_app import cleaner, create_app
-from throttle_app.config import Settings
+from throttle_app import cleaner
 from throttle_app.extensions import db
 from throttle_app.release_schedule import WAKEUPS_KEY, app_schedule
 
@@ -51,10 +49,7 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=3)
     args = parser.parse_args()
     with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-        env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
-        fresh_database(env)
-        app = create_app(Settings.from_env(env))
-        install(app, fake)
+        _, app = installed_app(fake)
         queues_with_work(args.queues)
         with app.app_context():
             schedule = app_schedule()

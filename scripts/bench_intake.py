@@ -35,13 +35,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_support import SECRET, fresh_database, service_env  # noqa: E402
+from bench_support import DB, REDIS, SECRET, fresh_database, service_env  # noqa: E402
 
 from throttle_app.hubspot.signatures import v2_signature  # noqa: E402
-
-BENCH_DB = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench"
-)
 
 WRK_SCRIPT = r"""
 -- Each wrk thread walks its own slice of the pre-signed requests, so every request is unique.
@@ -85,8 +81,8 @@ end
 
 def server_env(port: int) -> dict[str, str]:
     return service_env(
-        BENCH_DB,
-        os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14"),
+        DB,
+        REDIS,
         PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
         PORT=str(port),
         THROTTLE_BENCH_ENDPOINTS="true",
@@ -228,7 +224,7 @@ def measure(args: argparse.Namespace, worker_class: str | None) -> dict[str, dic
             web = [pid for pid in pids() if parent_of(pid) == server.pid]
             ceiling = with_cpu(web, lambda: run_wrk(base, "/api/bench/ceiling", file, args))
             durable = with_cpu(web, lambda: run_wrk(base, "/api/hubspot/action", file, args))
-        stored = psycopg2.connect(BENCH_DB)
+        stored = psycopg2.connect(DB)
         with stored, stored.cursor() as cur:
             cur.execute("SELECT count(*) FROM action_executions")
             durable["rows"] = cur.fetchone()[0]

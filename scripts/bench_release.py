@@ -20,7 +20,6 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
@@ -28,36 +27,11 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench_support import SECRET, fresh_database, service_env  # noqa: E402
+from bench_support import DB, PORTAL, REDIS, SECRET, installed_app, service_env  # noqa: E402
 
 from fake_hubspot import FakeHubSpot  # noqa: E402
-from throttle_app import create_app, oauth_tokens  # noqa: E402
 from throttle_app.config import Settings  # noqa: E402
-from throttle_app.extensions import redis_client  # noqa: E402
-from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo  # noqa: E402
-from throttle_app.release_schedule import ReleaseSchedule  # noqa: E402
-
-DB = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench")
-REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-PORTAL = 50467010
-
-
-def environment(fake: FakeHubSpot) -> dict[str, str]:
-    return service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
-
-
-def install(app, fake: FakeHubSpot) -> None:
-    issued = fake.issue_tokens(PORTAL)
-    grant = TokenGrant(
-        issued["access_token"],
-        issued["refresh_token"],
-        int(issued["expires_in"]),
-        datetime.now(UTC),
-        PORTAL,
-    )
-    info = TokenInfo(PORTAL, "bench.example.com", "bench@example.com", ("automation",), 1, "bench")
-    with app.app_context():
-        oauth_tokens.store_install(grant, info)
+from throttle_app.release_schedule import app_schedule  # noqa: E402
 
 
 def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
@@ -96,7 +70,7 @@ def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, f
     try:
         time.sleep(1.0)
         with app.app_context():
-            ReleaseSchedule(redis_client()).wake(queues)
+            app_schedule().wake(queues)
         while len({c["callback_id"] for c in fake.completions()}) < total:
             if time.monotonic() - started > 300:
                 sys.exit("benchmark timed out")
@@ -153,10 +127,7 @@ def main() -> None:
     )
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-            env = environment(fake)
-            fresh_database(env)
-            app = create_app(Settings.from_env(env))
-            install(app, fake)
+            env, app = installed_app(fake)
             {"throughput": throughput, "rates": rates}[scenario](env, app, fake, args.workers)
 
 

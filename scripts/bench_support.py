@@ -1,4 +1,5 @@
-"""What both benchmarks need: the service's environment and a fresh, migrated database."""
+"""What the benchmarks share: the service's environment, a fresh migrated database, and (for
+the release and cleaner benchmarks) an app with one portal installed at the fake HubSpot."""
 
 from __future__ import annotations
 
@@ -6,13 +7,22 @@ import base64
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psycopg2
 import redis
+from flask import Flask
+
+from throttle_app import create_app, oauth_tokens
+from throttle_app.config import Settings
+from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-client-secret"
+DB = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench")
+REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+PORTAL = 50467010
 
 
 def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, str]:
@@ -50,3 +60,23 @@ def fresh_database(env: dict[str, str]) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def installed_app(fake) -> tuple[dict[str, str], Flask]:
+    """A fresh benchmark database and an app whose portal PORTAL is installed at `fake`; the
+    environment the service's processes get."""
+    env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
+    fresh_database(env)
+    app = create_app(Settings.from_env(env))
+    issued = fake.issue_tokens(PORTAL)
+    grant = TokenGrant(
+        issued["access_token"],
+        issued["refresh_token"],
+        int(issued["expires_in"]),
+        datetime.now(UTC),
+        PORTAL,
+    )
+    info = TokenInfo(PORTAL, "bench.example.com", "bench@example.com", ("automation",), 1, "bench")
+    with app.app_context():
+        oauth_tokens.store_install(grant, info)
+    return env, app
