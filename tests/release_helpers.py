@@ -93,7 +93,6 @@ def queue_id(app: Flask) -> int:
 def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, name: str = "b"):
     """A queue (`name`) with `count` pending executions, written straight to PostgreSQL (fast
     setup for release tests; admission has its own tests). Returns the queue id."""
-    prefix = name
     with app.app_context():
         queue = db.session.execute(
             text(
@@ -102,7 +101,7 @@ def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, na
                 " RETURNING id"
             ),
             {
-                "key": f"{PORTAL}:9:{prefix}",
+                "key": f"{PORTAL}:9:{name}",
                 "portal": PORTAL,
                 "n": max_throughput,
                 "t": period_seconds,
@@ -116,7 +115,7 @@ def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, na
                 " now() + interval '7 days' FROM generate_series(0, :count - 1) AS n"
             ),
             {
-                "prefix": prefix,
+                "prefix": name,
                 "queue": queue,
                 "portal": PORTAL,
                 "n": max_throughput,

@@ -163,7 +163,7 @@ class GroupCommitter(Generic[T, R]):
                     if not slot.done.is_set():
                         slot.error = exc if isinstance(exc, Exception) else CommitTimeout(repr(exc))
                 if not isinstance(exc, Exception):
-                    raise  # GreenletExit, SystemExit: this writer ends; the next submit replaces it
+                    raise  # GreenletExit, SystemExit: this writer ends; the watchdog replaces it
             finally:
                 for slot in batch:
                     slot.done.set()

@@ -1,7 +1,9 @@
 """POST /api/bench/ceiling: the intake's ceiling for scripts/bench_intake.py.
 
-Registered only with THROTTLE_BENCH_ENDPOINTS=true. It does what the real intake does except
-the database: read the body, hash it, parse the JSON, answer JSON.
+Registered only with THROTTLE_BENCH_ENDPOINTS=true. It reads the body, hashes it, parses the
+JSON and answers with jsonify, without the signature check or the database. The real intake
+answers a new BLOCK with cached bytes, so the ceiling's answer costs a little more than the
+intake's.
 """
 
 from __future__ import annotations
