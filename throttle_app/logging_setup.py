@@ -36,9 +36,9 @@ __all__ = [
 REDACTED = "[REDACTED]"
 MIN_SECRET_LENGTH = 6
 
-_SECRET_NAMES = r"\w*(?:token|secret|password|passwd)|code|api_?key|hapikey"
-_KEY = rf"(?:{_SECRET_NAMES}|authorization)"
-_VALUE_KEY = rf"(?:{_SECRET_NAMES})"  # a value follows the key (not an auth scheme)
+_KEY_NAMES = r"\w*(?:token|secret|password|passwd)|code|api_?key|hapikey"
+_KEY = rf"(?:{_KEY_NAMES}|authorization)"
+_VALUE_KEY = rf"(?:{_KEY_NAMES})"  # a value follows the key (not an auth scheme)
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     # "Bearer xxx" anywhere (Authorization headers, repr of header dicts, error texts).
     (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1" + REDACTED),
