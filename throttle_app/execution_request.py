@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from throttle_app.input_fields import FieldError, bigint, storable_text
@@ -25,7 +26,7 @@ class ExecutionRequest:
     object_id: int | None = None
     object_type: str | None = None
 
-    @property
+    @cached_property  # read several times per request on the admission path
     def queue_key(self) -> str:
         """The queue's identity: portal, workflow and the action's place in the workflow."""
         return f"{self.portal_id}:{self.workflow_id}:{self.action_id}"
