@@ -117,7 +117,11 @@ def _rotation_pass(cipher: TokenCipher, batch_size: int, failed: set[int]) -> in
         with own_transaction() as session:
             rows = session.scalars(
                 select(OAuthToken)
-                .where(OAuthToken.id > last_id, _not_current(cipher))
+                .where(
+                    OAuthToken.id > last_id,
+                    _not_current(cipher),
+                    OAuthToken.portal_id.not_in(failed),  # no key decrypts these: no retry
+                )
                 .order_by(OAuthToken.id)
                 .limit(batch_size)
                 .with_for_update(skip_locked=True)
