@@ -233,7 +233,7 @@ class _Sender:
             return self._unauthorized(rows, state)
         except (RateLimited, BucketWait, TooLate) as exc:
             report.given_back += claims.give_back(r.session, claim, rows)
-            return _Stop(str(exc), wait=_wait_of(exc))
+            return _Stop(str(exc), wait=exc.wait)
         except NotSent as exc:
             report.given_back += claims.give_back(r.session, claim, rows)
             return self._outage(str(exc))
@@ -326,11 +326,3 @@ class _Sender:
                     self.report.given_back += claims.give_back(self.r.session, self.claim, rest)
                 return stop
         return None
-
-
-def _wait_of(exc: RateLimited | BucketWait | TooLate) -> float:
-    if isinstance(exc, RateLimited):
-        return exc.retry_after
-    if isinstance(exc, BucketWait):
-        return exc.wait
-    return 0.0  # the lease ran short: claim afresh now

@@ -55,6 +55,11 @@ class RateLimited(HubSpotCallError):
         super().__init__(f"HubSpot rate limit: retry after {retry_after:.1f}s")
         self.retry_after = retry_after
 
+    @property
+    def wait(self) -> float:
+        """Seconds before the queue may call again (as BucketWait.wait)."""
+        return self.retry_after
+
 
 class Unauthorized(HubSpotCallError):
     """HubSpot refused the access token (401)."""
@@ -70,6 +75,8 @@ class NotSent(HubSpotCallError):
 
 class TooLate(HubSpotCallError):
     """The bucket wait used up the caller's deadline: the request was not sent."""
+
+    wait = 0.0  # the lease ran short: claim afresh at once
 
 
 class Rejected(HubSpotCallError):
