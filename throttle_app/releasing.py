@@ -16,9 +16,11 @@ What each failure costs, and why:
   queue off like an outage (the app's access is broken, not the callbacks).
 - Any other 4xx (403 missing scope, 405, 415, ...) is about the app, the portal or the request:
   failing callbacks one by one for it would fail the whole backlog and push our error rate past
-  HubSpot's 5%. The rows go back without an attempt, the queue pauses for
+  HubSpot's 5%. The rows go back without an attempt, the queue backs off for
   THROTTLE_REFUSED_BACKOFF_SECONDS, and a warning names the portal and the status.
-A paused queue's early wake-ups (cleaner, admissions) only reschedule it to the pause's end.
+A queue that backs off (release_schedule's PAUSE_KEY in Redis; not the operator's pause in
+throttle_queues.paused, which a resume clears) only reschedules early wake-ups (cleaner,
+admissions) to the back-off's end.
 
 Time: a claim's lease counts from before the claim, and a call starts only when the bucket wait,
 the HTTP timeouts and a margin fit in what is left of it (Settings.call_budget_seconds), checked
