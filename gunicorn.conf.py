@@ -1,9 +1,9 @@
 """gunicorn settings for the web process, taken from throttle_app.config (one place for settings).
 
-gevent workers (throttle_app/web_worker.py: gunicorn's, made fair across keep-alive connections);
-psycopg2 made cooperative in each worker by wsgi.py, which every worker imports after the fork
-(no --preload: SQLAlchemy engines are not fork safe). Starting the master checks every setting,
-so a missing secret stops the service with one line before any worker starts.
+gevent workers (throttle_app/ops/web_worker.py: gunicorn's, made fair across keep-alive
+connections); psycopg2 made cooperative in each worker by wsgi.py, which every worker imports
+after the fork (no --preload: SQLAlchemy engines are not fork safe). Starting the master checks
+every setting, so a missing secret stops the service with one line before any worker starts.
 
 Metrics: the workers' prometheus_client metrics live in PROMETHEUS_MULTIPROC_DIR (a fresh
 temporary directory per master when unset), wiped when the master starts; a dead worker's live
@@ -21,12 +21,12 @@ import tempfile
 from gunicorn.glogging import Logger
 
 from throttle_app.config import Settings
-from throttle_app.logging_setup import JsonFormatter, redacting_filter
+from throttle_app.telemetry.logs import JsonFormatter, redacting_filter
 
 _settings = Settings.from_env()
 
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = "throttle_app.web_worker.FairGeventWorker"  # gevent, fair across connections
+worker_class = "throttle_app.ops.web_worker.FairGeventWorker"  # gevent, fair across connections
 workers = _settings.web_workers
 worker_connections = _settings.web_connections
 timeout = _settings.web_timeout_seconds

@@ -19,9 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench_support import DB, PORTAL, SECRET, installed_app
 
 from fake_hubspot import FakeHubSpot
-from throttle_app import cleaner
 from throttle_app.extensions import db
-from throttle_app.release_schedule import WAKEUPS_KEY, app_schedule
+from throttle_app.release import cleaner
+from throttle_app.release.schedule import WAKEUPS_KEY, app_schedule
 
 
 def queues_with_work(count: int) -> None:

@@ -7,7 +7,7 @@ endpoint enabled, then loads it with wrk twice in the same run:
      (each is verified, validated and committed to PostgreSQL before its answer).
 Prints requests/s, p50 and p99 latency for both and the durable/ceiling ratio. Then does the same
 again with gunicorn's stock gevent worker instead of the service's fair one
-(throttle_app/web_worker.py), so both workers' figures come from the same run.
+(throttle_app/ops/web_worker.py), so both workers' figures come from the same run.
 
     python scripts/bench_intake.py [--seconds 10] [--connections 50] [--threads 2]
                                    [--no-stock-worker]

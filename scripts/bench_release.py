@@ -31,7 +31,7 @@ from bench_support import DB, PORTAL, REDIS, SECRET, installed_app, service_env 
 
 from fake_hubspot import FakeHubSpot  # noqa: E402
 from throttle_app.config import Settings  # noqa: E402
-from throttle_app.release_schedule import app_schedule  # noqa: E402
+from throttle_app.release.schedule import app_schedule  # noqa: E402
 
 
 def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:

@@ -14,9 +14,10 @@ import psycopg2
 import redis
 from flask import Flask
 
-from throttle_app import create_app, oauth_tokens
+from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
+from throttle_app.oauth import tokens as oauth_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-client-secret"

@@ -3,7 +3,7 @@
 #
 # Each role ends in `exec`, so the Python process replaces this shell, becomes PID 1 of the
 # container and receives SIGTERM itself (gunicorn and RQ workers shut down gracefully on it).
-# The roles are parsed out of the `case` below by tests/test_compose.py: keep one role per
+# The roles are parsed out of the `case` below by tests/ops/test_compose.py: keep one role per
 # pattern line, written as `  name)`.
 set -euo pipefail
 
@@ -68,13 +68,13 @@ case "${role}" in
         echo "entrypoint.sh: refusing to start the dashboard: REDIS_URL is not set." >&2
         exit 78
     fi
-    # rq-dashboard behind the app's own guard (throttle_app/dashboard.py: constant-time login,
+    # rq-dashboard behind the app's own guard (throttle_app/ops/dashboard.py: constant-time login,
     # delete disabled, same-origin actions) under gunicorn, not rq-dashboard's CLI (a plain
     # password compare on a development server). Secrets stay in the environment, never argv.
     # `--config /dev/null`: gunicorn.conf.py is the web role's and needs every secret.
     exec gunicorn --config /dev/null --bind "0.0.0.0:${PORT:-9181}" --workers 1 \
         --worker-class gthread --threads 4 --access-logfile - --no-control-socket \
-        "throttle_app.dashboard:standalone_app()"
+        "throttle_app.ops.dashboard:standalone_app()"
     ;;
   flask)
     exec flask "$@"

@@ -79,7 +79,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-from throttle_app.crypto import generate_key
+from throttle_app.oauth.cipher import generate_key
 
 path = Path(sys.argv[1])
 text = path.read_text() if path.exists() else ""

@@ -163,7 +163,7 @@ def build(make_app: Callable[..., Flask], fake: FakeHubSpot) -> Callable[..., Fl
 @pytest.fixture
 def installed(build: Callable[..., Flask], fake: FakeHubSpot) -> Flask:
     """Empty tables and Redis db, an app pointed at the fake, and the portal installed."""
-    from tests.release_helpers import install_portal
+    from tests.support.release_helpers import install_portal
 
     app = build()
     install_portal(app, fake)

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 from throttle_app.extensions import db
-from throttle_app.readiness import migration_heads
+from throttle_app.ops.readiness import migration_heads
 
 
 def test_models_and_migrations_do_not_drift(app):

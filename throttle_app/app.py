@@ -6,8 +6,8 @@ from flask import Flask
 
 from throttle_app.config import Settings
 from throttle_app.extensions import db, init_redis, migrate
-from throttle_app.logging_setup import configure_logging
-from throttle_app.readiness import MIGRATIONS_DIR
+from throttle_app.ops.readiness import MIGRATIONS_DIR
+from throttle_app.telemetry.logs import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -31,10 +31,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         hops = settings.proxy_fix_hops
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
-    from throttle_app.cli import register_cli
-    from throttle_app.dashboard import init_dashboard
-    from throttle_app.request_context import init_request_context
-    from throttle_app.views import register_views
+    from throttle_app.ops.cli import register_cli
+    from throttle_app.ops.dashboard import init_dashboard
+    from throttle_app.ops.views import register_views
+    from throttle_app.telemetry.request_context import init_request_context
 
     init_request_context(app)  # first: every later hook and view logs with the request id
     register_views(app, bench_endpoints=settings.bench_endpoints)

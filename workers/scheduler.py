@@ -18,7 +18,7 @@ import redis
 from rq_scheduler import Scheduler
 
 from throttle_app.config import Settings
-from throttle_app.release_schedule import MAINTENANCE_QUEUE
+from throttle_app.release.schedule import MAINTENANCE_QUEUE
 from workers.healthcheck import scheduler_instance_name
 
 log = logging.getLogger(__name__)
@@ -41,8 +41,8 @@ class Periodic:
 
 def periodic_jobs(settings: Settings) -> list[Periodic]:
     return [
-        Periodic("throttle_app.jobs.clean", settings.cleaner_interval_seconds, 300),
-        Periodic("throttle_app.jobs.purge", 86_400, 3_600),
+        Periodic("throttle_app.release.jobs.clean", settings.cleaner_interval_seconds, 300),
+        Periodic("throttle_app.release.jobs.purge", 86_400, 3_600),
     ]
 
 
@@ -88,7 +88,7 @@ class ThrottleScheduler(Scheduler):
 
 def main() -> None:
     settings = Settings.from_env()
-    from throttle_app.logging_setup import configure_logging
+    from throttle_app.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
     connection = redis.Redis.from_url(settings.redis_url)

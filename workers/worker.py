@@ -5,7 +5,7 @@ serves `releases`, a release clock child process. SIGTERM: RQ finishes the curre
 
 It is RQ's SimpleWorker: jobs run in the worker process instead of a forked horse. Release jobs
 are short and frequent ("50 per second" windows); forking a horse and opening a new database
-connection for each one made the 10-per-second queue of tests/test_release_e2e.py run 4.5%
+connection for each one made the 10-per-second queue of tests/release/test_e2e.py run 4.5%
 under its rate, against 0.8-1.6% now (README, Operating and Measurements). Job timeouts still apply
 (SIGALRM in the worker process); a crash takes the worker down, and its supervisor restarts it.
 """
@@ -19,9 +19,9 @@ import sys
 import redis
 from rq import Queue, SimpleWorker
 
-from throttle_app.jobs import job_app
-from throttle_app.release_schedule import ALL_QUEUES, RELEASES_QUEUE
-from workers.release_clock import run_clock
+from throttle_app.release.clock import run_clock
+from throttle_app.release.jobs import job_app
+from throttle_app.release.schedule import ALL_QUEUES, RELEASES_QUEUE
 
 WORKER_TTL_SECONDS = 60
 

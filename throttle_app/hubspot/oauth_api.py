@@ -26,7 +26,7 @@ from throttle_app.config import (
 )
 from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
 from throttle_app.input_fields import bigint
-from throttle_app.logging_setup import REDACTED
+from throttle_app.telemetry.logs import REDACTED
 
 __all__ = [
     "INTROSPECT_PATH",

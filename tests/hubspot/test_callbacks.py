@@ -1,0 +1,126 @@
+"""The HubSpot client: how answers and failures are typed, Retry-After parsing, deadlines."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+
+import pytest
+import requests
+
+from tests.conftest import service_env
+from tests.support.processes import free_port
+from tests.support.release_helpers import PORTAL
+from throttle_app.config import Settings
+from throttle_app.hubspot.bucket import TokenBucket
+from throttle_app.hubspot.callbacks import (
+    BucketWait,
+    HubSpotClient,
+    NotSent,
+    RateLimited,
+    Refused,
+    Rejected,
+    TooLate,
+    Transient,
+)
+
+PAIRS = [("cb-1", "SUCCESS")]
+
+
+def make_client(redis_conn, bucket: TokenBucket | None = None, **overrides) -> HubSpotClient:
+    settings = dataclasses.replace(Settings.from_env(service_env()), **overrides)
+    return HubSpotClient(settings, bucket or TokenBucket(redis_conn, 10, 9.5))
+
+
+def answer(status: int, body: object = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = json.dumps(body if body is not None else {}).encode()
+    return response
+
+
+@pytest.mark.parametrize("header", ["nan", "NaN", "inf", "-inf", "Infinity"])
+def test_non_finite_retry_after_uses_the_default(redis_conn, header):
+    client = make_client(redis_conn, retry_after_default_seconds=7.0)
+    assert client.retry_after(header) == 7.0
+
+
+def test_a_429_with_retry_after_nan_blocks_the_bucket_for_the_default(redis_conn):
+    client = make_client(redis_conn, retry_after_default_seconds=3.0)
+    response = answer(429)
+    response.headers["Retry-After"] = "nan"
+    with pytest.raises(RateLimited) as caught:
+        client._check(PORTAL, "token", response)
+    assert caught.value.retry_after == 3.0
+    assert 2.5 < client._bucket.wait_time(PORTAL) <= 3.0
+
+
+@pytest.mark.parametrize("status", [403, 405, 406, 415])
+def test_answers_about_the_whole_request_are_refused_not_rejected(redis_conn, status):
+    with pytest.raises(Refused) as caught:
+        make_client(redis_conn)._check(PORTAL, "secret-token", answer(status))
+    assert caught.value.status == status
+
+
+@pytest.mark.parametrize("status", [400, 404, 409, 410, 422])
+def test_answers_that_can_be_about_one_callback_are_rejected(redis_conn, status):
+    with pytest.raises(Rejected) as caught:
+        make_client(redis_conn)._check(PORTAL, "token", answer(status))
+    assert not isinstance(caught.value, Refused)
+
+
+@pytest.mark.parametrize("status", [408, 500, 502, 503, 504])
+def test_server_errors_are_transient(redis_conn, status):
+    with pytest.raises(Transient):
+        make_client(redis_conn)._check(PORTAL, "token", answer(status))
+
+
+def test_the_access_token_never_appears_in_a_refusal(redis_conn):
+    body = {"message": "token secret-token-123 lacks scopes"}
+    with pytest.raises(Refused) as caught:
+        make_client(redis_conn)._check(PORTAL, "secret-token-123", answer(403, body))
+    assert "secret-token-123" not in str(caught.value)
+
+
+def test_a_refused_connection_is_not_sent(redis_conn):
+    client = make_client(redis_conn, hubspot_api_base=f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(NotSent):
+        client.complete_callbacks(PORTAL, "token", PAIRS)
+
+
+def test_a_read_timeout_may_have_reached_hubspot(redis_conn, fake):
+    fake.set_faults(callback_latency=1.0)
+    client = make_client(redis_conn, hubspot_api_base=fake.base_url, http_read_timeout_seconds=0.2)
+    token = fake.issue_tokens(PORTAL)["access_token"]
+    with pytest.raises(Transient) as caught:
+        client.complete_callbacks(PORTAL, token, PAIRS)
+    assert not isinstance(caught.value, NotSent)
+
+
+def test_no_bucket_wait_past_the_deadline(redis_conn, fake):
+    client = make_client(redis_conn, hubspot_api_base=fake.base_url, max_inline_wait_seconds=2.0)
+    client._bucket.block(PORTAL, 1.0)  # the next token comes in a second
+    deadline = time.monotonic() + sum((3.0, 10.0)) + 0.3  # room for 0.3 s of waiting only
+    with pytest.raises(BucketWait):
+        client.complete_callbacks(PORTAL, "token", PAIRS, deadline=deadline)
+    assert fake.stats()["requests"] == 0
+
+
+class SlowBucket(TokenBucket):
+    """A real Redis bucket whose acquire returns late (a slow Redis, a long GC pause)."""
+
+    def acquire(self, portal_id, max_wait, sleep=time.sleep) -> bool:
+        taken = super().acquire(portal_id, max_wait, sleep)
+        time.sleep(0.5)
+        return taken
+
+
+def test_a_send_is_not_made_when_the_bucket_returned_after_the_deadline(redis_conn, fake):
+    client = make_client(
+        redis_conn, bucket=SlowBucket(redis_conn, 10, 9.5), hubspot_api_base=fake.base_url
+    )
+    deadline = time.monotonic() + 13.0 + 0.3  # timeouts 3 + 10, and 0.3 s to spare
+    with pytest.raises(TooLate):
+        client.complete_callbacks(PORTAL, "token", PAIRS, deadline=deadline)
+    assert fake.stats()["requests"] == 0

@@ -1,0 +1,176 @@
+"""The cleaner: expired leases come back (and push the next window), holds expire, queues with
+work are woken, old terminal rows are purged in batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+from tests.conftest import connect_test_database
+from tests.support.release_helpers import backlog, query
+from throttle_app.extensions import db, redis_client
+from throttle_app.release import cleaner
+from throttle_app.release.schedule import WAKEUPS_KEY, ReleaseSchedule
+
+
+def run_clean(app):
+    with app.app_context():
+        try:
+            return cleaner.clean(db.session, ReleaseSchedule(redis_client()), timedelta(0))
+        finally:
+            db.session.remove()
+
+
+def test_expired_leases_return_and_count_as_possible_sends(installed):
+    queue = backlog(installed, 5, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+        " lease_expires_at = now() - interval '1 second'",
+    )
+    query(installed, "UPDATE throttle_queues SET window_period_seconds = 60")
+    report = run_clean(installed)
+    assert report.reclaimed == 5
+    assert (
+        query(
+            installed,
+            "SELECT count(*) FROM action_executions WHERE state = 'pending'"
+            " AND lease_owner IS NULL",
+        )[0][0]
+        == 5
+    )
+    (gap,) = query(
+        installed,
+        "SELECT extract(epoch FROM next_release_at - last_sent_at)"
+        " FROM throttle_queues WHERE id = :q",
+        q=queue,
+    )[0]
+    assert gap == 60  # the dead worker may have sent until its lease ended
+
+
+def test_live_leases_are_left_alone(installed):
+    backlog(installed, 3, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+        " lease_expires_at = now() + interval '1 minute'",
+    )
+    assert run_clean(installed).reclaimed == 0
+
+
+def test_holds_that_ran_out_expire_with_a_reason(installed):
+    backlog(installed, 4, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET hold_expires_at = now() - interval '1 second'"
+        " WHERE callback_id IN ('b-0', 'b-1')",
+    )
+    assert run_clean(installed).expired == 2
+    rows = query(
+        installed,
+        "SELECT callback_id, last_failure_reason FROM action_executions"
+        " WHERE state = 'expired' ORDER BY callback_id",
+    )
+    assert [r[0] for r in rows] == ["b-0", "b-1"]
+    assert all("hold expired" in r[1] for r in rows)
+
+
+def test_queues_with_work_are_woken_after_redis_lost_them(installed, redis_conn):
+    queue = backlog(installed, 2, 5, 60)
+    redis_conn.delete(WAKEUPS_KEY)
+    assert run_clean(installed).woken == 1
+    assert redis_conn.zscore(WAKEUPS_KEY, str(queue)) is not None
+
+
+def test_each_queue_is_woken_for_its_own_next_look(installed, redis_conn):
+    ready = backlog(installed, 2, 5, 60, name="ready")
+    waiting = backlog(installed, 2, 5, 60, name="waiting")  # its window opens in 30 s
+    retrying = backlog(installed, 2, 5, 60, name="retrying")  # its rows retry in 20 s
+    query(
+        installed,
+        f"UPDATE throttle_queues SET next_release_at = now() + interval '30 seconds'"
+        f" WHERE id = {waiting}",
+    )
+    query(
+        installed,
+        f"UPDATE action_executions SET next_attempt_at = now() + interval '20 seconds'"
+        f" WHERE queue_id = {retrying}",
+    )
+    redis_conn.delete(WAKEUPS_KEY)
+    now_ms = time.time() * 1000
+    assert run_clean(installed).woken == 3
+    due = {int(member): score - now_ms for member, score in redis_conn.zscan_iter(WAKEUPS_KEY)}
+    assert due[ready] < 1000
+    assert 29_000 < due[waiting] < 31_000
+    assert 19_000 < due[retrying] < 21_000
+
+
+def test_paused_queues_are_not_woken(installed, redis_conn):
+    backlog(installed, 2, 5, 60)
+    query(installed, "UPDATE throttle_queues SET paused = true")
+    assert run_clean(installed).woken == 0
+
+
+def test_purge_deletes_old_terminal_rows_in_batches(installed):
+    backlog(installed, 25, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'completed',"
+        " finished_at = now() - interval '40 days' WHERE callback_id <> 'b-0'",
+    )
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'completed', finished_at = now()"
+        " WHERE callback_id = 'b-0'",
+    )
+    with installed.app_context():
+        deleted = cleaner.purge(db.session, timedelta(days=35), batch_size=10)
+        db.session.remove()
+    assert deleted == 24
+    assert query(installed, "SELECT callback_id FROM action_executions") == [("b-0",)]
+
+
+def test_a_row_claimed_while_the_hold_expires_is_not_expired(installed):
+    """The cleaner's snapshot still sees the row pending; a release claims it (and will send it)
+    before the cleaner's UPDATE reaches it: the row must stay claimed."""
+    backlog(installed, 1, 5, 60)
+    query(installed, "UPDATE action_executions SET hold_expires_at = now() - interval '1 second'")
+    claimer = connect_test_database()
+    with claimer.cursor() as cur:  # a release's claim, not yet committed
+        cur.execute(
+            "UPDATE action_executions SET state = 'claimed', lease_owner = gen_random_uuid(),"
+            " lease_expires_at = now() + interval '1 minute'"
+        )
+    result: list = []
+    cleaning = threading.Thread(target=lambda: result.append(run_clean(installed)))
+    cleaning.start()
+    try:
+        wait_until_blocked(claimer)
+    finally:
+        claimer.commit()
+        claimer.close()
+    cleaning.join(10)
+    assert result and result[0].expired == 0
+    assert query(installed, "SELECT state FROM action_executions") == [("claimed",)]
+
+
+def wait_until_blocked(holder) -> None:
+    """Until another session waits for a lock that `holder`'s transaction holds."""
+    pid = holder.get_backend_pid()
+    probe = connect_test_database()
+    probe.autocommit = True
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with probe.cursor() as cur:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE %s = ANY(pg_blocking_pids(pid))",
+                    (pid,),
+                )
+                if cur.fetchone()[0]:
+                    return
+            time.sleep(0.02)
+        raise AssertionError("the cleaner never waited for the claim's row lock")
+    finally:
+        probe.close()

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: signed requests, portals, processes, seeded queues."""

@@ -1,0 +1,393 @@
+"""Which executions a release takes, how many and when: the one place the rate is enforced.
+
+A queue releases in windows. A window opens only when the previous one has spent its budget
+and `next_release_at` has passed; it gets the effective rate's N as budget (a throttle_configs
+override wins over the rate executions arrive with, from the next window on). Every claim takes
+rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed the budget.
+
+`next_release_at` is never earlier than T after HubSpot answered the last send of the current
+window, nor T after the end of any live lease (a worker may still send until its lease ends).
+So the sends of two windows are always more than T apart, and no interval of length T holds
+more than N sends.
+`next_release_at` is computed with the T of the window it follows; when an override raises T,
+the new window also waits for the new T after the last send and after every live lease end
+(`_window_ready_at`), so no span of the new T sees the old N plus the new N.
+
+Rows are claimed with a lease and an owner token; every later update is fenced on both.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from throttle_app.models import PENDING
+from throttle_app.release.rates import period_seconds
+
+
+@dataclass(frozen=True, order=True)
+class ClaimedRow:
+    id: int
+    callback_id: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Rows leased to one owner; send them no earlier than `send_delay` seconds from now."""
+
+    queue_id: int
+    portal_id: int
+    owner: uuid.UUID
+    rows: list[ClaimedRow]
+    send_delay: float
+    lease_seconds: int
+    window_opens_at: datetime
+    budgeted: bool  # False while draining: nothing to give back to the budget
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing to claim now (`next_look` says when to look again)."""
+
+
+_LOCK_QUEUE = text(
+    """
+    SELECT q.id, q.portal_id, q.max_throughput, q.period_seconds, q.window_budget,
+           q.window_period_seconds, q.window_opens_at, q.next_release_at, q.paused, q.draining,
+           c.max_throughput AS override_max, c.time_period AS override_time,
+           c.time_unit AS override_unit, clock_timestamp() AS now
+    FROM throttle_queues q
+    LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
+    WHERE q.id = :queue_id
+    FOR NO KEY UPDATE OF q
+    """
+)
+
+# "Which executions": a pending row whose retry time has come and whose hold HubSpot still keeps.
+# The one definition, used by the claim and by next_look (alias e).
+_CLAIMABLE = """e.state = 'pending'
+          AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= clock_timestamp())
+          AND e.hold_expires_at > clock_timestamp()"""
+
+_CLAIM_ROWS = text(
+    f"""
+    UPDATE action_executions SET state = 'claimed', lease_owner = :owner,
+           lease_expires_at = clock_timestamp() + make_interval(secs => :lease), updated_at = now()
+    WHERE id IN (
+        SELECT e.id FROM action_executions e
+        WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
+        ORDER BY e.id LIMIT :limit
+        FOR UPDATE SKIP LOCKED)
+    RETURNING id, callback_id, outcome
+    """
+)
+
+
+def _after_sends_and_leases(period: str) -> str:
+    """SQL: T (`period`, an SQL expression in seconds) after the queue's last send and after
+    the end of each of its live leases: the earliest a new window may open (alias q)."""
+    return f"""q.last_sent_at + make_interval(secs => {period}),
+        (SELECT max(e.lease_expires_at) FROM action_executions e
+         WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => {period})"""
+
+
+RECOMPUTE_NEXT_RELEASE = text(
+    f"""
+    UPDATE throttle_queues q SET updated_at = now(), next_release_at = GREATEST(
+        q.window_opens_at + make_interval(secs => q.window_period_seconds),
+        {_after_sends_and_leases("q.window_period_seconds")})
+    WHERE q.id = :queue_id
+    """
+)
+
+
+def effective_rate(row) -> tuple[int, int]:
+    """(N, T seconds): the operator's override when there is one, else the arrival rate."""
+    if row.override_max is not None:
+        return row.override_max, row.override_time * period_seconds("time_unit", row.override_unit)
+    return row.max_throughput, row.period_seconds
+
+
+_WINDOW_READY_AT = text(
+    f"""
+    SELECT GREATEST(q.next_release_at, {_after_sends_and_leases(":period")})
+    FROM throttle_queues q WHERE q.id = :queue_id
+    """
+)
+
+
+def _window_ready_at(session: Session, queue_id: int, period: int) -> datetime | None:
+    """The earliest start of a new window of `period` seconds (None: any time)."""
+    return session.execute(_WINDOW_READY_AT, {"queue_id": queue_id, "period": period}).scalar()
+
+
+def claim_next(
+    session: Session, queue_id: int, batch_size: int, lease_seconds: int, lead: timedelta
+) -> Claim | Idle:
+    """Claim up to one batch the window allows, or say when to look again. Commits."""
+    queue = session.execute(_LOCK_QUEUE, {"queue_id": queue_id}).one_or_none()
+    if queue is None or queue.paused:
+        session.rollback()
+        return Idle()
+    now = queue.now
+    budget, opens, period = queue.window_budget, queue.window_opens_at, queue.window_period_seconds
+    if queue.draining:
+        limit, opens = batch_size, now
+    elif budget > 0:
+        limit, opens = min(budget, batch_size), opens or now
+    elif queue.next_release_at is None or now >= queue.next_release_at - lead:
+        budget, period = effective_rate(queue)
+        ready = queue.next_release_at
+        if (
+            ready is None
+            or queue.window_period_seconds is None
+            or period > queue.window_period_seconds
+        ):
+            # next_release_at already holds every term for the old T; a longer T needs them anew
+            ready = _window_ready_at(session, queue_id, period)
+        if ready is not None and now < ready - lead:  # T was raised: wait for the new T
+            _postpone(session, queue_id, ready)
+            return Idle()
+        opens = max(now, ready or now)
+        limit = min(budget, batch_size)
+    else:
+        session.rollback()
+        return Idle()
+    owner = uuid.uuid4()
+    rows = sorted(  # oldest first: RETURNING keeps no order
+        ClaimedRow(r.id, r.callback_id, r.outcome)
+        for r in session.execute(
+            _CLAIM_ROWS,
+            {"owner": owner, "lease": lease_seconds, "queue_id": queue_id, "limit": limit},
+        )
+    )
+    if not rows:
+        session.rollback()  # a window with nothing to send is not opened
+        return Idle()
+    if not queue.draining:
+        session.execute(
+            text(
+                "UPDATE throttle_queues SET window_budget = :budget, window_opens_at = :opens,"
+                " window_period_seconds = :period WHERE id = :queue_id"
+            ),
+            {"budget": budget - len(rows), "opens": opens, "period": period, "queue_id": queue_id},
+        )
+    session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
+    session.commit()
+    return Claim(
+        queue_id=queue_id,
+        portal_id=queue.portal_id,
+        owner=owner,
+        rows=rows,
+        send_delay=max(0.0, (opens - now).total_seconds()),
+        lease_seconds=lease_seconds,
+        window_opens_at=opens,
+        budgeted=not queue.draining,
+    )
+
+
+def _postpone(session: Session, queue_id: int, ready: datetime) -> None:
+    """Record the later start, so next_look wakes the queue then and not in a loop. Commits."""
+    session.execute(
+        text("UPDATE throttle_queues SET next_release_at = :ready WHERE id = :queue_id"),
+        {"ready": ready, "queue_id": queue_id},
+    )
+    session.commit()
+
+
+_FENCE = (
+    "id = ANY(:ids) AND lease_owner = :owner AND state = 'claimed'"
+    " AND lease_expires_at > clock_timestamp()"
+)
+
+
+def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
+    return {"ids": [row.id for row in rows], "owner": claim.owner}
+
+
+def _after_send(session: Session, queue_id: int, answered_at: float | None = None) -> None:
+    """A call reached (or may have reached) HubSpot: the next window counts from its answer
+    (`answered_at`, a time.monotonic() reading), else from now. HubSpot had the request before
+    it answered, so T after the answer is T after HubSpot saw it, without the marking's time."""
+    ago = 0.0 if answered_at is None else max(0.0, time.monotonic() - answered_at)
+    session.execute(
+        text(
+            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at,"
+            " clock_timestamp() - make_interval(secs => :ago)) WHERE id = :queue_id"
+        ),
+        {"queue_id": queue_id, "ago": ago},
+    )
+    session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
+
+
+def mark_completed(
+    session: Session,
+    claim: Claim,
+    rows: list[ClaimedRow],
+    refused: dict[str, str],
+    answered_at: float | None = None,
+) -> int:
+    """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits.
+    `answered_at`: time.monotonic() when HubSpot's answer arrived (None: now)."""
+    done = [row for row in rows if row.callback_id not in refused]
+    count = 0
+    if done:
+        count = session.execute(
+            text(
+                "UPDATE action_executions SET state = CASE WHEN outcome = 'SUCCESS'"
+                " THEN 'completed' ELSE 'failed' END, finished_at = clock_timestamp(),"
+                " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
+                f" WHERE {_FENCE}"
+            ),
+            _fenced(claim, done),
+        ).rowcount
+    for row in rows:
+        if row.callback_id in refused:
+            _fail(session, claim, row, refused[row.callback_id])
+    _after_send(session, claim.queue_id, answered_at)
+    session.commit()
+    return count
+
+
+def mark_rejected(session: Session, claim: Claim, row: ClaimedRow, reason: str) -> None:
+    """HubSpot refused this one callback: it fails with the reason. Commits."""
+    _fail(session, claim, row, reason)
+    _after_send(session, claim.queue_id)
+    session.commit()
+
+
+def _fail(session: Session, claim: Claim, row: ClaimedRow, reason: str) -> None:
+    session.execute(
+        text(
+            "UPDATE action_executions SET state = 'failed', last_failure_reason = :reason,"
+            " finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,"
+            f" updated_at = now() WHERE {_FENCE}"
+        ),
+        {**_fenced(claim, [row]), "reason": reason[:1000]},
+    )
+
+
+def mark_retry(
+    session: Session,
+    claim: Claim,
+    rows: list[ClaimedRow],
+    reason: str,
+    max_attempts: int,
+    base_seconds: float,
+    max_seconds: float,
+) -> None:
+    """The call failed in a way that may have reached HubSpot: count an attempt and back off
+    (exponential, with jitter). At the limit the next try completes with FAIL_CONTINUE; when
+    that fails too, the execution fails. Commits."""
+    session.execute(
+        text(
+            "UPDATE action_executions SET"
+            " attempts = attempts + 1, last_failure_reason = :reason,"
+            " state = CASE WHEN outcome = 'FAIL_CONTINUE' AND attempts + 1 >= :max"
+            "   THEN 'failed' ELSE 'pending' END,"
+            " finished_at = CASE WHEN outcome = 'FAIL_CONTINUE' AND attempts + 1 >= :max"
+            "   THEN clock_timestamp() END,"
+            " outcome = CASE WHEN attempts + 1 >= :max THEN 'FAIL_CONTINUE' ELSE outcome END,"
+            " next_attempt_at = clock_timestamp() + make_interval(secs =>"
+            "   least(:cap, :base * power(2, attempts)) * (0.5 + random() / 2)),"
+            f" lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE {_FENCE}"
+        ),
+        {
+            **_fenced(claim, rows),
+            "reason": reason[:1000],
+            "max": max_attempts,
+            "base": base_seconds,
+            "cap": max_seconds,
+        },
+    )
+    _after_send(session, claim.queue_id)
+    session.commit()
+
+
+def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
+    """Nothing was done (rate limited, bucket empty, lease too short, portal disconnected, no
+    connection, the whole request refused): the rows return to pending without an attempt, and
+    their reservation returns to the window they came from. No send is recorded, so the next
+    window's earliest start stays T after the last real send and after every live lease end."""
+    returned = session.execute(
+        text(
+            f"UPDATE action_executions SET state = '{PENDING}', lease_owner = NULL,"
+            f" lease_expires_at = NULL, updated_at = now() WHERE {_FENCE}"
+        ),
+        _fenced(claim, rows),
+    ).rowcount
+    if returned and claim.budgeted:
+        session.execute(
+            text(
+                "UPDATE throttle_queues SET window_budget = window_budget + :n"
+                " WHERE id = :queue_id AND window_opens_at = :opens"
+            ),
+            {"n": returned, "queue_id": claim.queue_id, "opens": claim.window_opens_at},
+        )
+    session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": claim.queue_id})
+    session.commit()
+    return returned
+
+
+def _next_look_sql(which: str):
+    """SQL: what decides when to look at a queue again, for the queues `which` selects (q)."""
+    return text(
+        f"""
+        SELECT q.id, q.paused, q.draining, q.window_budget, q.next_release_at,
+          clock_timestamp() AS now,
+          EXISTS (SELECT 1 FROM action_executions e
+                  WHERE e.queue_id = q.id AND {_CLAIMABLE}) AS ready,
+          (SELECT min(e.next_attempt_at) FROM action_executions e WHERE e.queue_id = q.id
+             AND e.state = 'pending' AND e.next_attempt_at > clock_timestamp()) AS next_retry,
+          EXISTS (SELECT 1 FROM action_executions e WHERE e.queue_id = q.id
+                  AND e.state IN ('pending', 'claimed')) AS backlog
+        FROM throttle_queues q WHERE {which}
+        """
+    )
+
+
+_NEXT_LOOK = _next_look_sql("q.id = :queue_id")
+_NEXT_LOOKS = _next_look_sql("q.id = ANY(:queue_ids)")
+
+
+def next_look(session: Session, queue_id: int, lead: timedelta) -> float | None:
+    """Seconds until this queue's next release job should run (None: nothing to do until
+    something wakes it: an admission, a resume, a reconnect, or the cleaner). Commits."""
+    row = session.execute(_NEXT_LOOK, {"queue_id": queue_id}).one_or_none()
+    if row is None or row.paused:
+        session.rollback()
+        return None
+    if row.draining and not row.backlog:
+        session.execute(
+            text("UPDATE throttle_queues SET draining = false WHERE id = :queue_id"),
+            {"queue_id": queue_id},
+        )
+    session.commit()
+    return _delay(row, lead)
+
+
+def next_looks(session: Session, queue_ids: list[int], lead: timedelta) -> dict[int, float]:
+    """next_look for many queues in one statement (the cleaner): queue id -> seconds, for the
+    queues that have something to do. Read-only: a drained queue is settled by its own job."""
+    rows = session.execute(_NEXT_LOOKS, {"queue_ids": queue_ids}).all()
+    session.rollback()
+    delays = {row.id: None if row.paused else _delay(row, lead) for row in rows}
+    return {queue_id: delay for queue_id, delay in delays.items() if delay is not None}
+
+
+def _delay(row, lead: timedelta) -> float | None:
+    if row.draining or row.window_budget > 0 or row.next_release_at is None:
+        window = row.now
+    else:
+        window = max(row.now, row.next_release_at - lead)
+    if row.ready:
+        return (window - row.now).total_seconds()
+    if row.next_retry is not None:
+        return (max(window, row.next_retry) - row.now).total_seconds()
+    return None

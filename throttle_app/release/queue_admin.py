@@ -1,0 +1,129 @@
+"""Operators' view of the queues and their controls: status, pause, resume, drain.
+
+Status is read straight from PostgreSQL (the source of truth). Pause stops releases at the next
+claim (claimed rows finish); resume and drain wake the queue's release job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from throttle_app.input_fields import ASCII_INTEGER
+from throttle_app.release.claims import effective_rate
+from throttle_app.release.schedule import ReleaseSchedule
+
+_STATUS = text(
+    """
+    SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
+           c.max_throughput AS override_max, c.time_period AS override_time,
+           c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
+           t.disconnected_at, t.id IS NULL AS not_installed,
+           coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
+           b.oldest_hold_expiry
+    FROM throttle_queues q
+    LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
+    LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
+    LEFT JOIN LATERAL (
+        SELECT count(*) FILTER (WHERE e.state = 'pending') AS pending,
+               count(*) FILTER (WHERE e.state = 'claimed') AS claimed,
+               min(e.hold_expires_at) AS oldest_hold_expiry
+        FROM action_executions e
+        WHERE e.queue_id = q.id AND e.state IN ('pending', 'claimed')) b ON true
+    ORDER BY q.id
+    """
+)
+
+
+class UnknownQueue(LookupError):
+    """No queue has that id or key."""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    id: int
+    queue_key: str
+    portal_id: int
+    rate: str
+    overridden: bool
+    pending: int
+    claimed: int
+    next_release_at: datetime | None
+    window_budget: int
+    paused: bool
+    draining: bool
+    portal_connected: bool
+    oldest_hold_expiry: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key in ("next_release_at", "oldest_hold_expiry"):
+            data[key] = data[key].isoformat() if data[key] else None
+        return data
+
+
+def queue_statuses(session: Session) -> list[QueueStatus]:
+    statuses = []
+    for row in session.execute(_STATUS):
+        count, seconds = effective_rate(row)
+        statuses.append(
+            QueueStatus(
+                id=row.id,
+                queue_key=row.queue_key,
+                portal_id=row.portal_id,
+                rate=f"{count} per {seconds}s",
+                overridden=row.override_max is not None,
+                pending=row.pending,
+                claimed=row.claimed,
+                next_release_at=row.next_release_at,
+                window_budget=row.window_budget,
+                paused=row.paused,
+                draining=row.draining,
+                portal_connected=not row.not_installed and row.disconnected_at is None,
+                oldest_hold_expiry=row.oldest_hold_expiry,
+            )
+        )
+    session.rollback()
+    return statuses
+
+
+def find_queue_id(session: Session, ref: str) -> int:
+    """A queue by id ("12") or key ("portal:workflow:action")."""
+    if ASCII_INTEGER.fullmatch(ref):  # not str.isdigit(): "²" and 30 digits pass it
+        row = session.execute(text("SELECT id FROM throttle_queues WHERE id = :i"), {"i": int(ref)})
+    else:
+        row = session.execute(
+            text("SELECT id FROM throttle_queues WHERE queue_key = :k"), {"k": ref}
+        )
+    found = row.scalar_one_or_none()
+    if found is None:
+        raise UnknownQueue(f"no queue {ref!r} (use an id or a key from `flask throttle queues`)")
+    return int(found)
+
+
+def set_paused(session: Session, schedule: ReleaseSchedule, queue_id: int, paused: bool) -> None:
+    session.execute(
+        text("UPDATE throttle_queues SET paused = :p, updated_at = now() WHERE id = :i"),
+        {"p": paused, "i": queue_id},
+    )
+    session.commit()
+    if not paused:
+        schedule.wake([queue_id])
+
+
+def drain(session: Session, schedule: ReleaseSchedule, queue_id: int) -> None:
+    """Release the whole backlog as fast as HubSpot's limit allows, ignoring the rate, then
+    return to normal (the flag clears itself once the backlog is empty)."""
+    session.execute(
+        text(
+            "UPDATE throttle_queues SET draining = true, paused = false, updated_at = now()"
+            " WHERE id = :i"
+        ),
+        {"i": queue_id},
+    )
+    session.commit()
+    schedule.wake([queue_id])

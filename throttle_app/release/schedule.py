@@ -1,0 +1,299 @@
+"""When each queue's release job runs: millisecond wake-ups in Redis, promoted to RQ jobs.
+
+RQ's own delayed jobs are scheduled in whole seconds and polled once a second, too coarse for
+"50 per second". So wake-ups live in one sorted set (queue id -> due time in ms, Redis clock);
+`ZADD LT` keeps the earliest per queue, so bursts collapse. A release clock (one small loop per
+worker process, see throttle_app/release/clock.py) pops due wake-ups atomically and enqueues
+`jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue has at
+most one job queued. Two can run at once when a job that looked stale is replaced while it still
+works; the queue row's lock in claims.py keeps them within one budget
+(tests/release/test_releaser.py::test_concurrent_claims_never_exceed_the_window). Nothing here is
+the source of truth: a lost wake-up (Redis wiped) is restored by the cleaner from PostgreSQL, and
+a spare one is harmless.
+
+A queue whose HubSpot calls fail (5xx, timeouts, a refused request) backs off: a pause key with a
+TTL makes every release job that runs early (the cleaner or an admission woke it) reschedule
+itself to the pause's end, and a failure streak makes the pause grow. Both are advisory like
+the wake-ups: a Redis wipe only shortens a pause.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+
+import redis
+from rq import Queue
+from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
+from rq.job import Job, JobStatus
+
+from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
+from throttle_app.deferred_flush import DeferredFlush
+
+log = logging.getLogger(__name__)
+
+RELEASES_QUEUE = "releases"
+MAINTENANCE_QUEUE = "maintenance"
+ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
+WAKEUPS_KEY = "throttle:{wakeups}"
+# Pub/sub channel on which release clocks hear new wake-ups; per Redis database (pub/sub is
+# server-wide, so two deployments on one server would otherwise nudge each other's clocks).
+NUDGE_CHANNEL = "throttle:{wakeups}:nudge:%d"
+PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue backs off
+STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
+STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
+BUSY_RETRY_MS = 250
+
+# KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
+# ARGV[1] = how many due wake-ups to pop at most.
+# Pops the members due at the Redis server's time and returns
+# {popped member, ...} followed by the score of the next pending member in ms (or -1).
+PROMOTE_LUA = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+if #due > 0 then
+  redis.call('ZREM', KEYS[1], unpack(due))
+end
+local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local result = due
+if nxt[2] then
+  table.insert(result, string.format('%d', tonumber(nxt[2]) - now_ms))
+else
+  table.insert(result, '-1')
+end
+return result
+"""
+
+# KEYS[1] = the wake-ups sorted set.
+# ARGV[1] = the nudge channel; ARGV[2] = 'LT' (keep the earlier wake-up) or 'NX' (keep any
+# existing wake-up); ARGV[3..] = queue id, delay in ms, [queue id, delay ms ...].
+# Adds each wake-up at Redis time + delay and publishes one nudge so sleeping release clocks
+# look again (pcall: a Redis user without channel access still adds the wake-up; its clocks
+# poll). Returns nothing.
+WAKE_LUA = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+for i = 3, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], ARGV[2], string.format('%d', now_ms + tonumber(ARGV[i + 1])), ARGV[i])
+end
+redis.pcall('PUBLISH', ARGV[1], '1')
+"""
+
+
+def app_schedule() -> ReleaseSchedule:
+    """The current app's schedule: its Redis client, job timeout and stale-job limit."""
+    from throttle_app.extensions import current_settings, redis_client
+
+    settings = current_settings()
+    return ReleaseSchedule(
+        redis_client(),
+        job_timeout=settings.job_timeout_seconds,
+        stale_after=settings.stale_job_seconds,
+    )
+
+
+class ReleaseSchedule:
+    """Wake-ups for release jobs, on one Redis connection."""
+
+    def __init__(
+        self,
+        connection: redis.Redis,
+        job_timeout: int = Settings.job_timeout_seconds,
+        stale_after: float = STALE_JOB_MIN_SECONDS,
+    ) -> None:
+        """`stale_after`: a STARTED job whose heartbeat is older than this belonged to a worker
+        that was killed, and its queue gets a new job. A running release job heartbeats before
+        every HubSpot call and token refresh (releasing.py); Settings.stale_job_seconds is
+        longer than any one such step (app_schedule uses it)."""
+        self.connection = connection
+        self.job_timeout = job_timeout
+        self.stale_after = stale_after
+        self.nudge_channel = NUDGE_CHANNEL % connection.connection_pool.connection_kwargs.get(
+            "db", 0
+        )
+        self._promote = connection.register_script(PROMOTE_LUA)
+        self._wake = connection.register_script(WAKE_LUA)
+        self.queue = Queue(RELEASES_QUEUE, connection=connection)
+
+    def wake(self, queue_ids: Iterable[int], delay_seconds: float = 0.0) -> None:
+        """Ask for a release of these queues after `delay_seconds` (earliest request wins)."""
+        self._add("LT", {queue_id: delay_seconds for queue_id in queue_ids})
+
+    def wake_each(self, delays: Mapping[int, float]) -> None:
+        """`wake` with a delay per queue (the cleaner): queue id -> seconds."""
+        self._add("LT", delays)
+
+    def wake_unscheduled(self, queue_ids: Iterable[int]) -> None:
+        """New executions arrived: wake these queues now unless a wake-up is already set (a
+        queue waiting for its next window keeps its time; a running job reschedules itself)."""
+        self._add("NX", dict.fromkeys(queue_ids, 0.0))
+
+    def _add(self, mode: str, delays: Mapping[int, float], chunk: int = 1000) -> None:
+        """One script call per `chunk` queues (the cleaner wakes thousands at once)."""
+        items = sorted(delays.items())
+        for start in range(0, len(items), chunk):
+            args: list[str | int] = [self.nudge_channel, mode]
+            for queue_id, delay_seconds in items[start : start + chunk]:
+                args += [int(queue_id), max(0, int(delay_seconds * 1000))]
+            self._wake(keys=[WAKEUPS_KEY], args=args)
+
+    def pause(self, queue_id: int, seconds: float) -> None:
+        """Hold the queue's release jobs back for `seconds`. A longer pause already set is kept
+        (read, then set: two pauses set at the same moment may race; pauses are advisory)."""
+        key = PAUSE_KEY % queue_id
+        ms = max(1, int(seconds * 1000))
+        if (self.connection.pttl(key) or 0) < ms:
+            self.connection.set(key, "1", px=ms)
+
+    def paused_for(self, queue_id: int) -> float:
+        """Seconds left of the queue's pause (0.0 when it is not backing off)."""
+        ms = self.connection.pttl(PAUSE_KEY % queue_id)
+        return ms / 1000 if ms and ms > 0 else 0.0
+
+    def failure_streak(self, queue_id: int) -> int:
+        """Count one more failed call of the queue; return how many in a row."""
+        key = STREAK_KEY % queue_id
+        pipe = self.connection.pipeline()
+        pipe.incr(key)
+        pipe.expire(key, STREAK_TTL_SECONDS)
+        return int(pipe.execute()[0])
+
+    def succeeded(self, queue_id: int) -> None:
+        """A call went through: the next failure starts a new streak."""
+        self.connection.delete(STREAK_KEY % queue_id)
+
+    def listen(self) -> Nudges:
+        """A release clock's subscription to new wake-ups, confirmed by the server (subscribe,
+        then promote: a wake-up added in between is heard). Raises redis.NoPermissionError
+        when the Redis user may not subscribe to the channel."""
+        return Nudges(self.connection, self.nudge_channel)
+
+    def promote_due(self, limit: int = 100) -> float | None:
+        """Enqueue the release jobs that are due; return seconds until the next wake-up."""
+        *due, next_ms = self._promote(keys=[WAKEUPS_KEY], args=[limit])
+        busy = [int(queue_id) for queue_id in due if not self._enqueue(int(queue_id))]
+        if busy:
+            self.wake(busy, BUSY_RETRY_MS / 1000)
+        if len(due) >= limit:
+            return 0.0
+        next_ms = int(next_ms)
+        return None if next_ms < 0 else max(0.0, next_ms / 1000)
+
+    def _enqueue(self, queue_id: int) -> bool:
+        """Enqueue the queue's release job; False when its job is still queued or running."""
+        job_id = f"release-{queue_id}"
+        for _ in range(2):
+            try:
+                self.queue.enqueue(
+                    "throttle_app.release.jobs.release",
+                    queue_id,
+                    job_id=job_id,
+                    unique=True,
+                    result_ttl=1,  # 0 trips an RQ 2.12 bug (status read after the delete)
+                    failure_ttl=3600,
+                    job_timeout=self.job_timeout,
+                    description=f"release queue {queue_id}",
+                )
+                return True
+            except DuplicateJobError:
+                if not self._clear_finished(job_id):
+                    return False
+        return False
+
+    def _clear_finished(self, job_id: str) -> bool:
+        """Drop a finished/failed job record that still holds the id; True when one was dropped."""
+        try:
+            job = Job.fetch(job_id, connection=self.connection)
+            status = job.get_status(refresh=False)
+        except (NoSuchJobError, InvalidJobOperation):
+            self.connection.delete(Job.key_for(job_id))  # a half-written record: drop it
+            return True
+        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
+            return False
+        if status == JobStatus.STARTED and not _stale(job, self.stale_after):
+            return False
+        log.info("release job %s ended as %s; replacing it", job_id, status)
+        job.delete()
+        return True
+
+
+class Nudges:
+    """New wake-ups, heard on a pub/sub channel; the wait is timed in this process.
+
+    A blocking Redis command (BLPOP) would be simpler, but the server checks blocking timeouts
+    only on its cron tick (`hz`, 10 by default): a 0.2 s BLPOP returned after 0.30 s here, so
+    a clock sleeping until the next window woke up to 100 ms late. A nudge published while this
+    process is busy promoting waits in its socket and ends the next wait at once.
+    """
+
+    def __init__(self, connection: redis.Redis, channel: str, confirm_seconds: float = 5.0) -> None:
+        self._pubsub = connection.pubsub()
+        try:
+            self._pubsub.subscribe(channel)
+            # SUBSCRIBE goes out on a connection of its own and nothing waits for its reply;
+            # until the server confirms it, a wake-up published now would be missed.
+            deadline = time.monotonic() + confirm_seconds
+            while (message := self._next(deadline)) is None or message["type"] != "subscribe":
+                if time.monotonic() >= deadline:
+                    raise redis.TimeoutError(f"no confirmation of the subscription to {channel}")
+        except BaseException:
+            self._pubsub.close()
+            raise
+
+    def wait(self, timeout: float) -> None:
+        """Return when a wake-up is added or after `timeout` seconds; a burst of nudges that
+        already arrived counts as one."""
+        deadline = time.monotonic() + max(timeout, 0.0)
+        while (message := self._next(deadline)) is not None:
+            if message["type"] == "message":
+                while self._pubsub.get_message(timeout=0.0) is not None:
+                    pass
+                return
+
+    def _next(self, deadline: float) -> dict | None:
+        return self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
+
+    def close(self) -> None:
+        self._pubsub.close()
+
+
+def _stale(job: Job, stale_after: float) -> bool:
+    beat = job.last_heartbeat or job.started_at
+    if beat is None:
+        return False
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    return (datetime.now(UTC) - beat).total_seconds() > stale_after
+
+
+class WakeBatcher:
+    """Coalesces the web's wake-ups: the queues of many admission batches, one Redis call.
+
+    `add` returns at once; a timer (a greenlet under gevent) sends the collected queue ids
+    `delay` seconds later. Best effort: a lost wake-up is restored by the cleaner.
+    """
+
+    def __init__(self, schedule: ReleaseSchedule, delay: float = 0.02) -> None:
+        self._schedule = schedule
+        self._pending: set[int] = set()
+        self._lock = threading.Lock()
+        self._deferred = DeferredFlush(delay, self.flush)
+
+    def add(self, queue_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._pending.update(queue_ids)
+        self._deferred.request()
+
+    def flush(self) -> None:
+        with self._lock:
+            queue_ids, self._pending = self._pending, set()
+        if not queue_ids:
+            return
+        try:
+            self._schedule.wake_unscheduled(sorted(queue_ids))
+        except Exception as exc:  # Redis trouble must never fail an admission
+            log.warning("could not wake queues %s: %s", sorted(queue_ids), exc)
