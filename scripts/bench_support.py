@@ -17,7 +17,7 @@ from flask import Flask
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
-from throttle_app.oauth import tokens as oauth_tokens
+from throttle_app.services import services_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-client-secret"
@@ -79,5 +79,5 @@ def installed_app(fake) -> tuple[dict[str, str], Flask]:
     )
     info = TokenInfo(PORTAL, "bench.example.com", "bench@example.com", ("automation",), 1, "bench")
     with app.app_context():
-        oauth_tokens.store_install(grant, info)
+        services_of(app).tokens.store_install(grant, info)
     return env, app

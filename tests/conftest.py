@@ -22,6 +22,7 @@ from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.extensions import db
+from throttle_app.services import services_of
 
 TEST_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_test"
@@ -111,9 +112,7 @@ def make_app(migrated_database: str, redis_conn: redis.Redis) -> Iterator[Callab
 
     yield build
     for app in apps:
-        service = app.extensions.get("throttle_admission")
-        if service is not None:
-            service.close()
+        services_of(app).admission.close()
         with app.app_context():
             db.engine.dispose()
 

@@ -1,17 +1,19 @@
-"""The Flask app factory: settings, extensions, views and CLI wired together."""
+"""The web's composition root: settings, extensions, the process's services, views and CLI."""
 
 from __future__ import annotations
 
 from flask import Flask
 
 from throttle_app.config import Settings
-from throttle_app.extensions import db, init_redis, migrate
+from throttle_app.extensions import db, migrate
 from throttle_app.ops.readiness import MIGRATIONS_DIR
+from throttle_app.services import EXTENSION_KEY, build_services, redis_connection
 from throttle_app.telemetry.logs import configure_logging
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Build the web app. Reads every setting first; opens no connection."""
+    """Build the app and every service its process uses. Reads every setting first; opens no
+    connection (the database pool and Redis connect on first use)."""
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
     app = Flask(__name__)
@@ -24,7 +26,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     db.init_app(app)
     migrate.init_app(app, db, directory=str(MIGRATIONS_DIR))
-    init_redis(app, settings.redis_url, settings.redis_timeout_seconds)
+    with app.app_context():
+        services = build_services(settings, redis_connection(settings), db.engine)
+    app.extensions[EXTENSION_KEY] = services
     if settings.proxy_fix_hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -37,9 +41,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from throttle_app.telemetry.request_context import init_request_context
 
     init_request_context(app)  # first: every later hook and view logs with the request id
-    register_views(app, bench_endpoints=settings.bench_endpoints)
+    register_views(app, services)
     init_dashboard(app, settings)  # rq-dashboard at /rq, only with THROTTLE_DASHBOARD_PASSWORD
-    register_cli(app)
+    register_cli(app, services)
     return app
 
 

@@ -18,6 +18,7 @@ import redis
 from rq_scheduler import Scheduler
 
 from throttle_app.config import Settings
+from throttle_app.release import jobs
 from throttle_app.release.schedule import MAINTENANCE_QUEUE
 from workers.healthcheck import scheduler_instance_name
 
@@ -41,8 +42,8 @@ class Periodic:
 
 def periodic_jobs(settings: Settings) -> list[Periodic]:
     return [
-        Periodic("throttle_app.release.jobs.clean", settings.cleaner_interval_seconds, 300),
-        Periodic("throttle_app.release.jobs.purge", 86_400, 3_600),
+        Periodic(jobs.job_path(jobs.clean), settings.cleaner_interval_seconds, 300),
+        Periodic(jobs.job_path(jobs.purge), 86_400, 3_600),
     ]
 
 

@@ -19,9 +19,11 @@ import sys
 import redis
 from rq import Queue, SimpleWorker
 
+from throttle_app import create_app
+from throttle_app.release import jobs
 from throttle_app.release.clock import run_clock
-from throttle_app.release.jobs import job_app
 from throttle_app.release.schedule import ALL_QUEUES, RELEASES_QUEUE
+from throttle_app.services import services_of
 
 WORKER_TTL_SECONDS = 60
 
@@ -31,8 +33,10 @@ def main(argv: list[str]) -> None:
     unknown = sorted(set(names) - set(ALL_QUEUES))
     if unknown:
         sys.exit(f"worker: unknown queue(s) {', '.join(unknown)}; known: {', '.join(ALL_QUEUES)}")
-    app = job_app()  # reads and checks every setting; the release clock child inherits it
-    settings = app.config["THROTTLE_SETTINGS"]
+    app = create_app()  # reads and checks every setting; the release clock child inherits it
+    services = services_of(app)
+    jobs.bind(app, services)
+    settings = services.settings
     connection = redis.Redis.from_url(settings.redis_url)
     clock = None
     if RELEASES_QUEUE in names:

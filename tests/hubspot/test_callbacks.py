@@ -24,13 +24,16 @@ from throttle_app.hubspot.callbacks import (
     TooLate,
     Transient,
 )
+from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 PAIRS = [("cb-1", "SUCCESS")]
 
 
 def make_client(redis_conn, bucket: TokenBucket | None = None, **overrides) -> HubSpotClient:
     settings = dataclasses.replace(Settings.from_env(service_env()), **overrides)
-    return HubSpotClient(settings, bucket or TokenBucket(redis_conn, 10, 9.5))
+    return HubSpotClient(
+        settings, bucket or TokenBucket(redis_conn, 10, 9.5), RedisMetrics(redis_conn)
+    )
 
 
 def answer(status: int, body: object = None) -> requests.Response:

@@ -207,13 +207,14 @@ def test_a_row_purged_between_insert_and_read_is_a_503_not_a_block(app, client, 
 
 def test_a_writer_connection_that_failed_its_setup_is_not_kept(app, client, monkeypatch):
     import throttle_app.intake.admission as admission_module
+    from throttle_app.services import services_of
 
     monkeypatch.setattr(admission_module, "_PREPARE_INSERT", "PREPARE broken AS SELECT nope")
     assert post_execution(client, execution_payload(callback_id="a")).status_code == 503
     monkeypatch.undo()
     assert post_execution(client, execution_payload(callback_id="b")).status_code == 200
     with app.app_context():
-        service = app.extensions["throttle_admission"]
+        service = services_of(app).admission
         assert len(service._connections) == 1  # only the working one
     assert rows(app) == [("b", "pending")]
 
@@ -230,14 +231,14 @@ def test_admission_commits_while_redis_is_down(make_app):
 def test_one_batch_with_the_same_callback_id_three_times(app, client):
     """First delivery, a duplicate in the same batch, and the same id for another queue."""
     from throttle_app.intake.execution_request import parse_execution_request
-    from throttle_app.intake.views import admission
+    from throttle_app.services import services_of
 
     def request(workflow_id: int):
         body = json.dumps(execution_payload(callback_id="twice", workflow_id=workflow_id))
         return parse_execution_request(body.encode())
 
     with app.app_context():
-        answers = admission()._write_batch([request(1), request(1), request(2)])
+        answers = services_of(app).admission._write_batch([request(1), request(1), request(2)])
     assert [a.state for a in answers[:2]] == ["BLOCK", "BLOCK"]
     assert answers[0].created and not answers[1].created
     assert answers[2].conflict

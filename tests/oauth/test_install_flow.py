@@ -26,7 +26,8 @@ from tests.support.oauth_helpers import (
     stored_tokens,
 )
 from tests.support.processes import free_port
-from throttle_app.oauth import tokens as oauth_tokens
+from throttle_app.oauth.tokens import PortalDisconnected, mark_disconnected
+from throttle_app.services import services_of
 from throttle_app.telemetry.logs import configure_logging, redacting_filter
 
 
@@ -93,7 +94,7 @@ def test_install_stores_an_encrypted_row_with_allow_listed_metadata(app, client,
     ).json()
     assert facts["active"] is True and facts["hub_id"] == PORTAL
     with app.app_context():
-        assert oauth_tokens.access_token_for(PORTAL) == access
+        assert services_of(app).tokens.access_token_for(PORTAL) == access
 
 
 def test_install_answers_json_when_asked(client):
@@ -218,11 +219,11 @@ def test_redis_down_is_a_503_page(build):
     assert response.headers["Retry-After"]
 
 
-def test_a_database_failure_while_storing_is_a_503(client, fake, monkeypatch):
+def test_a_database_failure_while_storing_is_a_503(app, client, fake, monkeypatch):
     def broken(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("connection refused"))
 
-    monkeypatch.setattr(oauth_tokens, "store_install", broken)
+    monkeypatch.setattr(services_of(app).tokens, "store_install", broken)
     response = install(client, Accept="application/json")
     assert (response.status_code, response.json["reason"]) == (503, "unavailable")
 
@@ -230,16 +231,16 @@ def test_a_database_failure_while_storing_is_a_503(client, fake, monkeypatch):
 def test_a_new_install_reconnects_a_disconnected_portal(app, client, fake):
     assert install(client).status_code == 200
     with app.app_context():
-        assert oauth_tokens.mark_disconnected(PORTAL, "BAD_REFRESH_TOKEN: test") is True
-        with pytest.raises(oauth_tokens.PortalDisconnected):
-            oauth_tokens.access_token_for(PORTAL)
+        assert mark_disconnected(PORTAL, "BAD_REFRESH_TOKEN: test") is True
+        with pytest.raises(PortalDisconnected):
+            services_of(app).tokens.access_token_for(PORTAL)
     response = install(client)
     assert response.status_code == 200
     assert "reconnected" in response.get_data(as_text=True)
     row = raw_row(PORTAL)
     assert row["disconnected_at"] is None and row["disconnect_reason"] is None
     with app.app_context():
-        assert oauth_tokens.access_token_for(PORTAL) == stored_tokens(app)[0]
+        assert services_of(app).tokens.access_token_for(PORTAL) == stored_tokens(app)[0]
 
 
 def test_portals_api_shows_connection_state_without_secrets(app, client):
@@ -274,12 +275,12 @@ def test_logs_of_a_full_flow_contain_no_secret(app, client, fake):
         seen |= set(stored_tokens(app))
         with app.app_context():
             set_expiry(PORTAL, timedelta(seconds=30))
-            refreshed = oauth_tokens.access_token_for(PORTAL)
-            forced = oauth_tokens.refresh_after_unauthorized(PORTAL, refreshed)
+            refreshed = services_of(app).tokens.access_token_for(PORTAL)
+            forced = services_of(app).tokens.refresh_after_unauthorized(PORTAL, refreshed)
             seen |= {refreshed, forced, *stored_tokens(app)}
             fake.revoke_refresh_token(stored_tokens(app)[1])
-            with pytest.raises(oauth_tokens.PortalDisconnected):
-                oauth_tokens.refresh_after_unauthorized(PORTAL, forced)
+            with pytest.raises(PortalDisconnected):
+                services_of(app).tokens.refresh_after_unauthorized(PORTAL, forced)
         callback_url = consent(start_install(client))
         seen.add(query_param(callback_url, "code"))
         bad = local(callback_url).replace("code=", "code=x")

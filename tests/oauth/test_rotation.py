@@ -15,17 +15,17 @@ import pytest
 from tests.conftest import TEST_KEY, service_env
 from tests.support.oauth_helpers import (
     PORTAL,
+    access_token_for,
     hold_row_lock,
     raw_row,
+    rotate_keys,
     seed_portal,
     sql,
 )
 from tests.support.processes import ROOT
 from throttle_app.oauth.cipher import TokenCipher, key_id
-from throttle_app.oauth.rotation import rotate_keys
 from throttle_app.oauth.tokens import (
     TokenUnavailable,
-    access_token_for,
     mark_disconnected,
 )
 

@@ -12,8 +12,10 @@ from sqlalchemy import text
 
 from tests.support.oauth_helpers import (
     PORTAL,
+    access_token_for,
     hold_row_lock,
     raw_row,
+    refresh_after_unauthorized,
     refresh_calls,
     seed_portal,
     set_expiry,
@@ -28,9 +30,7 @@ from throttle_app.oauth.tokens import (
     PortalDisconnected,
     PortalNotInstalled,
     TokenUnavailable,
-    access_token_for,
     mark_disconnected,
-    refresh_after_unauthorized,
 )
 
 SOON = timedelta(seconds=60)  # inside the 5-minute refresh margin, still valid
@@ -100,7 +100,7 @@ def test_many_processes_refresh_exactly_once(app, fake):
 def _take_token(api_base: str, portal_id: int, barrier, results) -> None:
     """One process of the release engine: its own app, then access_token_for at the barrier."""
     from tests.conftest import service_env
-    from throttle_app.oauth.tokens import access_token_for
+    from tests.support.oauth_helpers import access_token_for
 
     env = service_env(HUBSPOT_API_BASE=api_base, HUBSPOT_APP_BASE=api_base)
     app = create_app(Settings.from_env(env))

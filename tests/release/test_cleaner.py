@@ -9,15 +9,16 @@ from datetime import timedelta
 
 from tests.conftest import connect_test_database
 from tests.support.release_helpers import backlog, query
-from throttle_app.extensions import db, redis_client
+from throttle_app.extensions import db
 from throttle_app.release import cleaner
 from throttle_app.release.schedule import WAKEUPS_KEY, ReleaseSchedule
+from throttle_app.services import services_of
 
 
 def run_clean(app):
     with app.app_context():
         try:
-            return cleaner.clean(db.session, ReleaseSchedule(redis_client()), timedelta(0))
+            return cleaner.clean(db.session, ReleaseSchedule(services_of(app).redis), timedelta(0))
         finally:
             db.session.remove()
 

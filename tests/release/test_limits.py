@@ -10,8 +10,8 @@ import pytest
 
 from tests.support.processes import Stack
 from tests.support.release_helpers import backlog, query
-from throttle_app.extensions import redis_client
 from throttle_app.release.schedule import ReleaseSchedule
+from throttle_app.services import services_of
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +22,7 @@ def release_all(app, fake, tmp_path, queue: int, timeout: float, meanwhile=None)
     stack = Stack(fake, tmp_path, workers=1)
     try:
         with app.app_context():
-            ReleaseSchedule(redis_client()).wake([queue])
+            ReleaseSchedule(services_of(app).redis).wake([queue])
         if meanwhile is not None:
             meanwhile()
         deadline = time.monotonic() + timeout

@@ -14,11 +14,12 @@ import pytest
 from tests.conftest import CONFIG_AUTH
 from tests.support.processes import free_port
 from tests.support.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
-from throttle_app.extensions import current_settings, db
+from throttle_app.extensions import db
 from throttle_app.release import claims
-from throttle_app.release.jobs import OAuthTokens, hubspot_client
+from throttle_app.release.jobs import OAuthTokens
 from throttle_app.release.releaser import Releaser, backoff_seconds
-from throttle_app.release.schedule import PAUSE_KEY, STREAK_KEY, app_schedule
+from throttle_app.release.schedule import PAUSE_KEY, STREAK_KEY
+from throttle_app.services import services_of
 
 
 @pytest.fixture
@@ -34,13 +35,14 @@ def engine_app(build, fake):
 
 def run_release(app, queue: int, sleep=lambda seconds: None, heartbeat=lambda: None):
     with app.app_context():
-        settings = current_settings()
+        services = services_of(app)
+        settings = services.settings
         releaser = Releaser(
             settings,
             db.session,
-            hubspot_client(),
-            app_schedule(),
-            OAuthTokens(settings.retry_base_seconds),
+            services.hubspot,
+            services.schedule,
+            OAuthTokens(services.tokens, settings.retry_base_seconds),
             sleep=sleep,
             heartbeat=heartbeat,
         )
@@ -295,7 +297,7 @@ def test_no_send_when_the_bucket_wait_could_outlast_the_lease(build, fake):
     install_portal(app, fake)
     admit(app, 3, rate=("5", "1", "minutes"))
     with app.app_context():
-        hubspot_client()._bucket.block(PORTAL, 1.9)  # the next token comes in 1.9 s
+        services_of(app).hubspot._bucket.block(PORTAL, 1.9)  # the next token comes in 1.9 s
     report = run_release(app, queue_id(app))
     assert report.completed == 0 and report.given_back == 3
     assert fake.stats()["requests"] == 0
@@ -380,9 +382,7 @@ def test_attempt_limit_completes_with_fail_continue(build, fake):
 def test_401_refreshes_once_and_resends(engine_app, fake):
     admit(engine_app, 2, rate=("5", "1", "minutes"))
     with engine_app.app_context():
-        from throttle_app.oauth import tokens as oauth_tokens
-
-        token = oauth_tokens.access_token_for(PORTAL)
+        token = services_of(engine_app).tokens.access_token_for(PORTAL)
     fake.expire_access_token(token)
     report = run_release(engine_app, queue_id(engine_app))
     assert report.completed == 2
@@ -390,19 +390,18 @@ def test_401_refreshes_once_and_resends(engine_app, fake):
 
 
 def test_a_fresh_token_refused_too_fails_nothing_and_backs_off(engine_app, fake, monkeypatch):
-    from throttle_app.oauth import tokens as oauth_tokens
-
+    store = services_of(engine_app).tokens
     admit(engine_app, 3, rate=("5", "1", "minutes"))
     with engine_app.app_context():
-        fake.expire_access_token(oauth_tokens.access_token_for(PORTAL))
-    refresh = oauth_tokens.refresh_after_unauthorized
+        fake.expire_access_token(store.access_token_for(PORTAL))
+    refresh = store.refresh_after_unauthorized
 
     def refresh_then_refused(portal_id: int, rejected: str) -> str:
         token = refresh(portal_id, rejected)
         fake.expire_access_token(token)  # HubSpot refuses the new token as well
         return token
 
-    monkeypatch.setattr(oauth_tokens, "refresh_after_unauthorized", refresh_then_refused)
+    monkeypatch.setattr(store, "refresh_after_unauthorized", refresh_then_refused)
     report = run_release(engine_app, queue_id(engine_app))
     assert (report.calls, report.given_back, report.failed) == (2, 3, 0)
     assert report.next_run_in > 0

@@ -6,14 +6,15 @@ import http.client
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Flask
+from flask import Flask, current_app
 from flask.testing import FlaskClient
 
 from fake_hubspot import FakeHubSpot
 from tests.conftest import connect_test_database
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
-from throttle_app.oauth import tokens as oauth_tokens
+from throttle_app.oauth import rotation
 from throttle_app.oauth.cipher import TokenCipher
+from throttle_app.services import services_of
 
 CLIENT_ID = "test-client-id"
 PORTAL = 50467010
@@ -74,7 +75,7 @@ def seed_portal(
     )
     info = TokenInfo(portal_id, f"portal-{portal_id}.example.com", "admin@example.com", (), 1, None)
     with app.app_context():
-        oauth_tokens.store_install(grant, info)
+        services_of(app).tokens.store_install(grant, info)
     if expires_in is not None:
         set_expiry(portal_id, expires_in)
     return grant
@@ -134,3 +135,17 @@ def stored_tokens(app, portal_id: int = PORTAL) -> tuple[str, str]:
         cipher.decrypt(row["access_token"], portal_id),
         cipher.decrypt(row["refresh_token"], portal_id),
     )
+
+
+def access_token_for(portal_id: int) -> str:
+    """The current app's token store, as the release engine asks it (inside an app context)."""
+    return services_of(current_app).tokens.access_token_for(portal_id)
+
+
+def refresh_after_unauthorized(portal_id: int, rejected: str) -> str:
+    return services_of(current_app).tokens.refresh_after_unauthorized(portal_id, rejected)
+
+
+def rotate_keys(**kwargs) -> rotation.RotationReport:
+    """`flask tokens rotate`'s work under the current app's cipher."""
+    return rotation.rotate_keys(services_of(current_app).tokens.cipher, **kwargs)

@@ -12,7 +12,7 @@ from fake_hubspot import FakeHubSpot
 from tests.support.hubspot_requests import execution_payload, post_execution
 from throttle_app.extensions import db
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
-from throttle_app.oauth import tokens as oauth_tokens
+from throttle_app.services import services_of
 
 PORTAL = 50467010
 
@@ -42,7 +42,7 @@ def install_portal(
         client_id=fake.client_id,
     )
     with app.app_context():
-        oauth_tokens.store_install(grant, info)
+        services_of(app).tokens.store_install(grant, info)
     return issued["access_token"]
 
 

@@ -24,7 +24,9 @@ from tests.support.hubspot_requests import execution_payload, post_execution, si
 from tests.support.processes import ROOT, free_port, kill_group, start_role, wait_for_http
 from throttle_app.intake.admission import AdmissionUnavailable
 from throttle_app.release.releaser import ReleaseReport
-from throttle_app.telemetry.metrics import RedisMetrics, _Tallies, worker_metrics
+from throttle_app.services import services_of
+from throttle_app.telemetry.web_metrics import _Tallies
+from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 TOKEN = "metrics-token-for-tests-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -85,16 +87,12 @@ def test_webhooks_counted_by_outcome(app, client):
     assert post_execution(client, b"not json").status_code == 400
     assert post_execution(client, b"x" * (app.config["MAX_CONTENT_LENGTH"] + 1)).status_code == 413
 
-    class Down:
-        def admit(self, execution):
-            raise AdmissionUnavailable("database is down")
+    def down(execution):
+        raise AdmissionUnavailable("database is down")
 
-    real = app.extensions["throttle_admission"]
-    app.extensions["throttle_admission"] = Down()
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services_of(app).admission, "admit", down)
         response = post_execution(client, execution_payload(callback_id="metrics-3"))
-    finally:
-        app.extensions["throttle_admission"] = real
     assert response.status_code == 503
 
     after = scrape(client)
@@ -120,7 +118,8 @@ def test_webhooks_counted_by_outcome(app, client):
 
 
 def test_worker_counters_from_redis_appear(app, client, redis_conn):
-    with app.app_context():
+    worker_metrics = RedisMetrics(redis_conn)
+    if True:
         worker_metrics.incr("releases_total", {"outcome": "completed"}, 3)
         worker_metrics.count_releases(ReleaseReport(completed=2, failed=1, given_back=4))
         worker_metrics.hubspot_call(204)
@@ -158,17 +157,16 @@ def test_worker_counters_from_redis_appear(app, client, redis_conn):
 
 
 def test_metric_calls_never_raise(app, redis_conn):
-    dead = RedisMetrics(lambda: redis.Redis(port=free_port(), socket_connect_timeout=0.2))
+    dead = RedisMetrics(redis.Redis(port=free_port(), socket_connect_timeout=0.2))
     dead.incr("releases_total", {"outcome": "completed"})
     dead.count_releases(ReleaseReport(completed=1))
     with dead.observe_job("release"):
         pass
     with pytest.raises(ValueError, match="business"), dead.observe_job("release"):
         raise ValueError("business error propagates unchanged")
-    worker_metrics.incr("releases_total", {"outcome": "completed"})  # no app context
-    with app.app_context():
-        worker_metrics.incr("no_such_metric_total")
-        worker_metrics.incr("releases_total", {"wrong_label": "x"})
+    worker_metrics = RedisMetrics(redis_conn)
+    worker_metrics.incr("no_such_metric_total")
+    worker_metrics.incr("releases_total", {"wrong_label": "x"})
     assert not redis_conn.exists("throttle:metrics:no_such_metric_total")
     assert b"wrong_label=x" not in redis_conn.hkeys("throttle:metrics:releases_total")
 
@@ -280,7 +278,7 @@ def test_counts_add_up_across_two_gunicorn_workers(migrated_database, redis_conn
         pids = {path.stem.split("_")[-1] for path in prom_dir.glob("counter_*.db")}
         assert len(pids) >= 2, "the load never reached both workers"
 
-        RedisMetrics(lambda: redis_conn).incr("releases_total", {"outcome": "completed"}, 17)
+        RedisMetrics(redis_conn).incr("releases_total", {"outcome": "completed"}, 17)
         with psycopg2.connect(TEST_DATABASE_URL) as conn, conn.cursor() as cur:
             cur.execute("SELECT queue_id, count(*) FROM action_executions GROUP BY queue_id")
             backlog = {str(q): n for q, n in cur.fetchall()}

@@ -9,6 +9,7 @@ import logging
 import re
 import signal
 from collections.abc import Callable, Iterator
+from types import SimpleNamespace
 
 import pytest
 import redis
@@ -21,7 +22,9 @@ from tests.support.hubspot_requests import execution_payload, post_execution
 from tests.support.processes import free_port, kill_group, start_role, wait_for_http
 from throttle_app.intake.admission import AdmissionUnavailable
 from throttle_app.release import jobs
+from throttle_app.services import services_of
 from throttle_app.telemetry.logs import configure_logging, current_context
+from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 UPSTREAM_TOKEN = "upstream-token-zq81-7731-aa"
 CONFIG_TOKEN = "test-config-token"  # CONFIG_API_TOKEN in service_env(): a literal secret
@@ -105,18 +108,14 @@ def test_each_request_gets_its_own_id_and_the_context_is_cleared(client, logs):
     assert "request_id" not in logs()[-1]
 
 
-def test_webhook_lines_carry_portal_and_queue(app, client, logs):
-    class Down:
-        def admit(self, execution):
-            raise AdmissionUnavailable("database is down")
+def test_webhook_lines_carry_portal_and_queue(app, client, logs, monkeypatch):
+    def down(execution):
+        raise AdmissionUnavailable("database is down")
 
-    post_execution(client, execution_payload(callback_id="logs-1"))  # creates the service
-    app.extensions["throttle_admission"], real = Down(), app.extensions["throttle_admission"]
-    try:
-        payload = execution_payload(callback_id="logs-2", portal_id=777, workflow_id=55)
-        response = post_execution(client, payload)
-    finally:
-        app.extensions["throttle_admission"] = real
+    post_execution(client, execution_payload(callback_id="logs-1"))
+    monkeypatch.setattr(services_of(app).admission, "admit", down)
+    payload = execution_payload(callback_id="logs-2", portal_id=777, workflow_id=55)
+    response = post_execution(client, payload)
     assert response.status_code == 503
     warning = next(line for line in logs() if "admission unavailable" in line["message"])
     assert warning["request_id"] == response.headers["X-Request-Id"]
@@ -124,9 +123,14 @@ def test_webhook_lines_carry_portal_and_queue(app, client, logs):
     assert warning["queue"] == "777:55:1"
 
 
+LOG_SERVICES = SimpleNamespace(
+    metrics=RedisMetrics(redis.Redis.from_url(service_env()["REDIS_URL"]))
+)
+
+
 def logged_job() -> str:
     """An RQ job body that logs inside the jobs' context (imported by RQ by its path)."""
-    with jobs._job_context("test", queue_id=5):
+    with jobs._job_context(LOG_SERVICES, "test", queue_id=5):
         logging.getLogger("tests.job").info("inside the job")
     return "done"
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 import requests
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
@@ -27,7 +28,6 @@ from throttle_app.config import Settings
 from throttle_app.hubspot.bucket import TokenBucket
 from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
 from throttle_app.telemetry.logs import REDACTED
-from throttle_app.telemetry.metrics import worker_metrics
 
 log = logging.getLogger(__name__)
 
@@ -92,12 +92,21 @@ class Refused(Rejected):
     """A 4xx about the request as a whole (scope, method, media type): not any callback's fault."""
 
 
+class CallMetrics(Protocol):
+    """Where the client reports its calls (telemetry.worker_metrics.RedisMetrics in workers)."""
+
+    def hubspot_call(self, status: int | str) -> None: ...
+    def rate_limited(self, retry_after: float) -> None: ...
+    def bucket_waited(self, slept: float, acquired: bool) -> None: ...
+
+
 class HubSpotClient:
     """Calls HubSpot for one process; thread-compatible (one pooled requests.Session)."""
 
-    def __init__(self, settings: Settings, bucket: TokenBucket) -> None:
+    def __init__(self, settings: Settings, bucket: TokenBucket, metrics: CallMetrics) -> None:
         self._settings = settings
         self._bucket = bucket
+        self._metrics = metrics
         self._base = settings.hubspot_api_base
 
     def send(
@@ -123,6 +132,8 @@ class HubSpotClient:
                 timeout=session_timeout(self._settings),
             )
         except requests.RequestException as exc:
+            timeout = isinstance(exc, requests.Timeout)
+            self._metrics.hubspot_call("timeout" if timeout else "connection_error")
             raise _typed_failure(exc) from None
         return self._check(portal_id, access_token, response)
 
@@ -134,7 +145,7 @@ class HubSpotClient:
                 raise TooLate("no time left to send before the deadline")
         waited = _Waited()
         acquired = self._bucket.acquire(portal_id, max_wait=max_wait, sleep=waited.sleep)
-        worker_metrics.bucket_waited(waited.seconds, acquired)
+        self._metrics.bucket_waited(waited.seconds, acquired)
         if not acquired:
             raise BucketWait(max(self._bucket.wait_time(portal_id), 0.05))
         if deadline is not None and time.monotonic() + self._call_seconds() > deadline:
@@ -147,11 +158,11 @@ class HubSpotClient:
     def _check(self, portal_id: int, access_token: str, response: requests.Response):
         """The response when it is a 2xx; otherwise the typed failure (module docstring)."""
         status = response.status_code
-        worker_metrics.hubspot_call(status)
+        self._metrics.hubspot_call(status)
         if status == 429:
             retry_after = self.retry_after(response.headers.get("Retry-After"))
             self._bucket.block(portal_id, retry_after)
-            worker_metrics.rate_limited(retry_after)
+            self._metrics.rate_limited(retry_after)
             log.warning("HubSpot 429 for portal %s: bucket blocked %.1fs", portal_id, retry_after)
             raise RateLimited(retry_after)
         if status == 401:
@@ -204,11 +215,9 @@ class _Waited:
 def _typed_failure(exc: requests.RequestException) -> HubSpotCallError:
     """NotSent only when the connection itself failed (nothing can have reached HubSpot); a
     read timeout or a connection dropped mid-answer may have completed the callbacks."""
-    timeout = isinstance(exc, requests.Timeout)
-    worker_metrics.hubspot_call("timeout" if timeout else "connection_error")
     if isinstance(exc, requests.ConnectTimeout) or _connect_failed(exc):
         return NotSent(f"connect failed: {type(exc).__name__}")
-    if timeout:
+    if isinstance(exc, requests.Timeout):
         return Transient("timeout")
     return Transient(f"connection error: {type(exc).__name__}")
 

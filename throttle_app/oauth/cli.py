@@ -18,8 +18,28 @@ import click
 from flask.cli import AppGroup, with_appcontext
 
 from throttle_app.oauth import rotation as token_admin
+from throttle_app.oauth.cipher import TokenCipher
 
-tokens_cli = AppGroup("tokens", help="Manage the encrypted OAuth tokens.")
+
+def token_commands(cipher: TokenCipher) -> AppGroup:
+    """The `tokens` group: `rotate` re-encrypts under `cipher`'s first key."""
+    group = AppGroup("tokens", help="Manage the encrypted OAuth tokens.")
+
+    @group.command("rotate", help="Re-encrypt every stored token under the first key.")
+    @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
+    def rotate_command(batch_size: int) -> None:
+        report = token_admin.rotate_keys(cipher, batch_size=batch_size)
+        click.echo(f"re-encrypted {report.rotated} portal(s) under key {report.key_id}")
+        if report.failed:
+            portals = ", ".join(map(str, report.failed))
+            click.echo(f"cannot decrypt portal(s) {portals} with any configured key", err=True)
+        if report.remaining:
+            click.echo(
+                f"{report.remaining} row(s) are still under another key: run again", err=True
+            )
+            raise SystemExit(1)
+
+    return group
 
 
 def _when(moment: datetime | None) -> str:
@@ -48,16 +68,3 @@ def portals_command(as_json: bool) -> None:
         click.echo(json.dumps(portal.to_json()) if as_json else portal_line(portal))
     if not found and not as_json:
         click.echo("no portal has installed the app")
-
-
-@tokens_cli.command("rotate", help="Re-encrypt every stored token under the first key.")
-@click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
-def rotate_command(batch_size: int) -> None:
-    report = token_admin.rotate_keys(batch_size=batch_size)
-    click.echo(f"re-encrypted {report.rotated} portal(s) under key {report.key_id}")
-    if report.failed:
-        portals = ", ".join(map(str, report.failed))
-        click.echo(f"cannot decrypt portal(s) {portals} with any configured key", err=True)
-    if report.remaining:
-        click.echo(f"{report.remaining} row(s) are still under another key: run again", err=True)
-        raise SystemExit(1)

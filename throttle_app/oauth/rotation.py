@@ -16,7 +16,6 @@ from sqlalchemy import ColumnElement, func, or_, select
 from throttle_app.extensions import own_transaction
 from throttle_app.models import OAuthToken
 from throttle_app.oauth.cipher import DecryptionError, TokenCipher, stored_key_id, stored_prefix
-from throttle_app.oauth.tokens import token_cipher
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +78,7 @@ class RotationReport:
 
 
 def rotate_keys(
-    batch_size: int = 100, passes: int = 3, pause_seconds: float = 0.5
+    cipher: TokenCipher, batch_size: int = 100, passes: int = 3, pause_seconds: float = 0.5
 ) -> RotationReport:
     """Re-encrypt every row not yet under the first TOKEN_ENCRYPTION_KEY, one commit per batch.
 
@@ -87,7 +86,7 @@ def rotate_keys(
     in a later pass. Every process must already run with the new key list first, or a refresh
     in a process with the old list writes under the old key again.
     """
-    cipher, rotated, failed = token_cipher(), 0, set[int]()
+    rotated, failed = 0, set[int]()
     remaining = 0
     for number in range(passes):
         rotated += _rotation_pass(cipher, batch_size, failed)

@@ -10,18 +10,18 @@ from __future__ import annotations
 import logging
 from urllib.parse import quote, urlencode
 
+import redis
 from flask import Blueprint, Response, jsonify, redirect, render_template_string, request, url_for
 from redis import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from throttle_app.extensions import current_settings, redis_client
+from throttle_app.config import Settings
+from throttle_app.http_api import config_token_guard
 from throttle_app.hubspot import oauth_api
 from throttle_app.oauth import install_state as oauth_state
-from throttle_app.oauth import rotation as token_admin
-from throttle_app.oauth import tokens as oauth_tokens
-from throttle_app.release.views import require_config_token
+from throttle_app.oauth import rotation
+from throttle_app.oauth.tokens import InstalledPortal, TokenStore
 
-bp = Blueprint("oauth", __name__)
 log = logging.getLogger(__name__)
 
 SCOPES = "automation oauth"
@@ -64,127 +64,137 @@ FAILURES: dict[str, tuple[int, str, str]] = {
 }
 
 
-def _redirect_uri() -> str:
-    base = current_settings().public_base_url
-    return f"{base}/api/oauth/callback" if base else url_for("oauth.callback", _external=True)
+class OAuthViews:
+    """The install's views for one app: its settings, the state store's Redis and the tokens."""
 
+    def __init__(self, settings: Settings, connection: redis.Redis, tokens: TokenStore) -> None:
+        self._settings = settings
+        self._redis = connection
+        self._tokens = tokens
 
-def _secure() -> bool:
-    return _redirect_uri().startswith("https://")
+    def blueprint(self) -> Blueprint:
+        bp = Blueprint("oauth", __name__)
+        bp.add_url_rule("/api/oauth/authorize", "authorize", self.authorize)
+        bp.add_url_rule("/api/oauth/callback", "callback", self.callback)
+        guard = config_token_guard(self._settings.config_api_token)
+        bp.add_url_rule("/api/oauth/portals", "portals", guard(self.portals))
+        return bp
 
+    def _redirect_uri(self) -> str:
+        base = self._settings.public_base_url
+        return f"{base}/api/oauth/callback" if base else url_for("oauth.callback", _external=True)
 
-def _wants_json() -> bool:
-    best = request.accept_mimetypes.best_match(("text/html", "application/json"))
-    return best == "application/json"
+    def _secure(self) -> bool:
+        return self._redirect_uri().startswith("https://")
 
+    @staticmethod
+    def _wants_json() -> bool:
+        best = request.accept_mimetypes.best_match(("text/html", "application/json"))
+        return best == "application/json"
 
-def _page(status: int, title: str, text: str, retry: bool, payload: dict[str, object]) -> Response:
-    if _wants_json():
-        response = jsonify(payload)
-    else:
-        link = url_for("oauth.authorize") if retry else None
-        response = Response(render_template_string(PAGE, title=title, text=text, retry=link))
-    response.status_code = status
-    response.headers.update(HEADERS)
-    if status == 503:
-        response.headers["Retry-After"] = str(current_settings().retry_after_seconds)
-    return response
+    def _page(
+        self, status: int, title: str, text: str, retry: bool, payload: dict[str, object]
+    ) -> Response:
+        if self._wants_json():
+            response = jsonify(payload)
+        else:
+            link = url_for("oauth.authorize") if retry else None
+            response = Response(render_template_string(PAGE, title=title, text=text, retry=link))
+        response.status_code = status
+        response.headers.update(HEADERS)
+        if status == 503:
+            response.headers["Retry-After"] = str(self._settings.retry_after_seconds)
+        return response
 
-
-def _failure(reason: str, text: str | None = None) -> Response:
-    """A failure page (or JSON) for ``reason``; unknown reasons are 400s with ``text``."""
-    status, title, default = FAILURES.get(reason, (400, "Install failed", ""))
-    log.warning("oauth install refused", extra={"reason": reason, "status": status})
-    text = text or default
-    return _page(status, title, text, retry=True, payload={"error": text, "reason": reason})
-
-
-@bp.get("/api/oauth/authorize")
-def authorize() -> Response:
-    settings = current_settings()
-    try:
-        issued = oauth_state.issue_state(redis_client(), settings)
-    except RedisError:
-        log.exception("oauth state store unavailable")
-        return _failure("unavailable")
-    query = urlencode(
-        {
-            "client_id": settings.hubspot_client_id,
-            "redirect_uri": _redirect_uri(),
-            "scope": SCOPES,
-            "state": issued.value,
-        },
-        quote_via=quote,
-    )
-    response = redirect(f"{settings.hubspot_app_base}/oauth/authorize?{query}", 302)
-    response.headers.update(HEADERS)
-    oauth_state.set_state_cookie(response, issued, settings, secure=_secure())
-    return response
-
-
-@bp.get("/api/oauth/callback")
-def callback() -> Response:
-    response = _callback()
-    oauth_state.clear_state_cookie(response, secure=_secure())
-    return response
-
-
-def _callback() -> Response:
-    try:
-        oauth_state.consume_state(
-            redis_client(),
-            current_settings(),
-            request.args.get("state"),
-            request.cookies.get(oauth_state.COOKIE_NAME),
+    def _failure(self, reason: str, text: str | None = None) -> Response:
+        """A failure page (or JSON) for ``reason``; unknown reasons are 400s with ``text``."""
+        status, title, default = FAILURES.get(reason, (400, "Install failed", ""))
+        log.warning("oauth install refused", extra={"reason": reason, "status": status})
+        text = text or default
+        return self._page(
+            status, title, text, retry=True, payload={"error": text, "reason": reason}
         )
-    except oauth_state.StateError as exc:
-        return _failure(f"state_{exc.reason}", str(exc) + " Please start the install again.")
-    except RedisError:
-        log.exception("oauth state store unavailable")
-        return _failure("unavailable")
-    if request.args.get("error"):
-        return _failure("denied")
-    code = request.args.get("code")
-    if not code:
-        return _failure("missing_code")
-    try:
-        installed = oauth_tokens.install_from_code(code, _redirect_uri())
-    except oauth_api.InvalidGrant as exc:
-        # Usually an expired or reused code; BAD_REDIRECT_URI here is our PUBLIC_BASE_URL.
-        log.warning("HubSpot refused the authorization code: %s", exc.reason)
-        return _failure("code_rejected")
-    except oauth_api.OAuthRejected as exc:
-        log.error("HubSpot refused the code exchange: %s", exc.reason)
-        return _failure("hubspot_refused")
-    except oauth_api.OAuthBadAnswer as exc:
-        log.error("unusable answer from HubSpot: %s", exc)
-        return _failure("hubspot_bad_answer")
-    except oauth_api.OAuthUnavailable as exc:
-        log.warning("HubSpot unavailable during install: %s", exc)
-        return _failure("hubspot_unavailable")
-    except SQLAlchemyError:
-        log.exception("could not store the install")
-        return _failure("unavailable")
-    return _installed(installed)
 
+    def authorize(self) -> Response:
+        settings = self._settings
+        try:
+            issued = oauth_state.issue_state(self._redis, settings)
+        except RedisError:
+            log.exception("oauth state store unavailable")
+            return self._failure("unavailable")
+        query = urlencode(
+            {
+                "client_id": settings.hubspot_client_id,
+                "redirect_uri": self._redirect_uri(),
+                "scope": SCOPES,
+                "state": issued.value,
+            },
+            quote_via=quote,
+        )
+        response = redirect(f"{settings.hubspot_app_base}/oauth/authorize?{query}", 302)
+        response.headers.update(HEADERS)
+        oauth_state.set_state_cookie(response, issued, settings, secure=self._secure())
+        return response
 
-def _installed(installed: oauth_tokens.InstalledPortal) -> Response:
-    where = f"portal {installed.portal_id}"
-    if installed.hub_domain:
-        where += f" ({installed.hub_domain})"
-    verb = "reconnected to" if installed.reconnected else "connected to"
-    text = f"Throttle is {verb} {where}. You can close this window."
-    payload = {
-        "status": "connected",
-        "portal_id": installed.portal_id,
-        "hub_domain": installed.hub_domain,
-        "reconnected": installed.reconnected,
-    }
-    return _page(200, "Throttle is installed", text, retry=False, payload=payload)
+    def callback(self) -> Response:
+        response = self._callback()
+        oauth_state.clear_state_cookie(response, secure=self._secure())
+        return response
 
+    def _callback(self) -> Response:
+        try:
+            oauth_state.consume_state(
+                self._redis,
+                self._settings,
+                request.args.get("state"),
+                request.cookies.get(oauth_state.COOKIE_NAME),
+            )
+        except oauth_state.StateError as exc:
+            return self._failure(
+                f"state_{exc.reason}", str(exc) + " Please start the install again."
+            )
+        except RedisError:
+            log.exception("oauth state store unavailable")
+            return self._failure("unavailable")
+        if request.args.get("error"):
+            return self._failure("denied")
+        code = request.args.get("code")
+        if not code:
+            return self._failure("missing_code")
+        try:
+            installed = self._tokens.install_from_code(code, self._redirect_uri())
+        except oauth_api.InvalidGrant as exc:
+            # Usually an expired or reused code; BAD_REDIRECT_URI here is our PUBLIC_BASE_URL.
+            log.warning("HubSpot refused the authorization code: %s", exc.reason)
+            return self._failure("code_rejected")
+        except oauth_api.OAuthRejected as exc:
+            log.error("HubSpot refused the code exchange: %s", exc.reason)
+            return self._failure("hubspot_refused")
+        except oauth_api.OAuthBadAnswer as exc:
+            log.error("unusable answer from HubSpot: %s", exc)
+            return self._failure("hubspot_bad_answer")
+        except oauth_api.OAuthUnavailable as exc:
+            log.warning("HubSpot unavailable during install: %s", exc)
+            return self._failure("hubspot_unavailable")
+        except SQLAlchemyError:
+            log.exception("could not store the install")
+            return self._failure("unavailable")
+        return self._installed(installed)
 
-@bp.get("/api/oauth/portals")
-@require_config_token
-def portals() -> Response:
-    """Operators: every installed portal and whether it is connected (no secrets)."""
-    return jsonify({"portals": [p.to_json() for p in token_admin.list_portals()]})
+    def _installed(self, installed: InstalledPortal) -> Response:
+        where = f"portal {installed.portal_id}"
+        if installed.hub_domain:
+            where += f" ({installed.hub_domain})"
+        verb = "reconnected to" if installed.reconnected else "connected to"
+        text = f"Throttle is {verb} {where}. You can close this window."
+        payload = {
+            "status": "connected",
+            "portal_id": installed.portal_id,
+            "hub_domain": installed.hub_domain,
+            "reconnected": installed.reconnected,
+        }
+        return self._page(200, "Throttle is installed", text, retry=False, payload=payload)
+
+    def portals(self) -> Response:
+        """Operators: every installed portal and whether it is connected (no secrets)."""
+        return jsonify({"portals": [p.to_json() for p in rotation.list_portals()]})

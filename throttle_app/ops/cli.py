@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from throttle_app.oauth.cli import portals_command, tokens_cli
-from throttle_app.release.cli import throttle_cli
+from throttle_app.oauth.cli import portals_command, token_commands
+from throttle_app.release.cli import queue_commands
+from throttle_app.services import Services
 
 
-def register_cli(app: Flask) -> None:
+def register_cli(app: Flask, services: Services) -> None:
     """`flask throttle ...` (queues, and the OAuth feature's `portals`) and `flask tokens ...`."""
-    throttle_cli.add_command(portals_command, "portals")
-    app.cli.add_command(throttle_cli)
-    app.cli.add_command(tokens_cli)
+    throttle = queue_commands(services.schedule)
+    throttle.add_command(portals_command, "portals")
+    app.cli.add_command(throttle)
+    app.cli.add_command(token_commands(services.tokens.cipher))

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from throttle_app.extensions import current_settings, db, redis_client
+from throttle_app.extensions import db
 from throttle_app.ops.readiness import BEHIND, CURRENT, check_database, check_redis
+from throttle_app.services import current_services
 
 bp = Blueprint("health", __name__)
 
@@ -24,7 +25,7 @@ def live():
 
 @bp.get("/api/ready")
 def ready():
-    timeout = current_settings().health_timeout_seconds
+    timeout = current_services().settings.health_timeout_seconds
     database_ok, schema, reason = check_database(db.engine, timeout)
     body = {"status": "ok", "checks": {"database": database_ok, "schema": schema}}
     if not database_ok or schema == BEHIND:
@@ -34,9 +35,9 @@ def ready():
 
 @bp.get("/api/health")
 def health():
-    settings = current_settings()
+    settings = current_services().settings
     database_ok, schema, db_reason = check_database(db.engine, settings.health_timeout_seconds)
-    redis_ok, redis_reason = check_redis(redis_client())
+    redis_ok, redis_reason = check_redis(current_services().redis)
     checks = {"database": database_ok, "schema": schema == CURRENT, "redis": redis_ok}
     failures = [reason for reason in (db_reason, redis_reason) if reason]
     body = {"status": "ok" if not failures else "unavailable", "checks": checks}

@@ -18,16 +18,14 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine, text
 
-from throttle_app.telemetry.metrics import (
+from throttle_app.telemetry.web_metrics import (
     PREFIX,
     WEB_REGISTRY,
-    WORKER_METRICS,
-    RedisMetrics,
     flush_web_metrics,
-    label_values,
     multiprocess_mode,
     web_metrics,
 )
+from throttle_app.telemetry.worker_metrics import WORKER_METRICS, RedisMetrics, label_values
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +61,7 @@ class ScrapeCollector(Collector):
 
     def __init__(self, engine: Engine, connection: redis.Redis, timeout_ms: int) -> None:
         self._engine = engine
-        self._metrics = RedisMetrics(lambda: connection)
+        self._metrics = RedisMetrics(connection)
         self._timeout_ms = timeout_ms
 
     def collect(self) -> Iterator[Any]:

@@ -8,18 +8,23 @@ from flask import Flask
 from werkzeug.exceptions import HTTPException
 
 from throttle_app.http_api import json_error
-from throttle_app.intake import views as intake_views
-from throttle_app.oauth import views as oauth_views
+from throttle_app.intake.views import IntakeViews
+from throttle_app.oauth.views import OAuthViews
 from throttle_app.ops import health, metrics_view
 from throttle_app.release import views as release_views
+from throttle_app.services import Services
 
 log = logging.getLogger(__name__)
 
 
-def register_views(app: Flask, bench_endpoints: bool = False) -> None:
-    for module in (intake_views, release_views, health, oauth_views, metrics_view):
-        app.register_blueprint(module.bp)
-    if bench_endpoints:
+def register_views(app: Flask, services: Services) -> None:
+    settings = services.settings
+    app.register_blueprint(IntakeViews(settings, services.admission).blueprint())
+    app.register_blueprint(release_views.blueprint(settings))
+    app.register_blueprint(OAuthViews(settings, services.redis, services.tokens).blueprint())
+    app.register_blueprint(health.bp)
+    app.register_blueprint(metrics_view.bp)
+    if settings.bench_endpoints:
         from throttle_app.ops import bench_view
 
         app.register_blueprint(bench_view.bp)

@@ -3,23 +3,45 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import click
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
+from sqlalchemy.orm import Session
 
 from throttle_app.extensions import db
 from throttle_app.release import queue_admin
-from throttle_app.release.schedule import app_schedule
+from throttle_app.release.schedule import ReleaseSchedule
 
-throttle_cli = AppGroup("throttle", help="Operate the throttle: queues, portals.")
+QueueAction = Callable[[Session, ReleaseSchedule, int], None]
+
+
+def queue_commands(schedule: ReleaseSchedule) -> AppGroup:
+    """The `throttle` group: `queues`, and `pause`/`resume`/`drain` acting through `schedule`."""
+    group = AppGroup("throttle", help="Operate the throttle: queues, portals.")
+    group.add_command(queues_command)
+    controls: list[tuple[str, str, str, QueueAction]] = [
+        ("pause", "Stop releasing QUEUE (id or key); executions stay held.", "paused", _pause),
+        ("resume", "Resume releasing QUEUE at its rate.", "resumed", _resume),
+        (
+            "drain",
+            "Release QUEUE's whole backlog now, as fast as HubSpot's limit allows.",
+            "draining",
+            queue_admin.drain,
+        ),
+    ]
+    for name, help_text, done, action in controls:
+        group.add_command(_control_command(name, help_text, done, action, schedule))
+    return group
 
 
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
-@throttle_cli.command("queues")
+@click.command("queues")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per queue.")
+@with_appcontext
 def queues_command(as_json: bool) -> None:
     """Every queue: backlog, rate, next release, paused/draining, portal, oldest hold expiry."""
     statuses = queue_admin.queue_statuses(db.session)
@@ -39,34 +61,26 @@ def queues_command(as_json: bool) -> None:
         )
 
 
-def _control(ref: str, action) -> int:
-    try:
-        queue_id = queue_admin.find_queue_id(db.session, ref)
-    except queue_admin.UnknownQueue as exc:
-        raise click.ClickException(str(exc)) from None
-    action(db.session, app_schedule(), queue_id)
-    return queue_id
+def _pause(session: Session, schedule: ReleaseSchedule, queue_id: int) -> None:
+    queue_admin.set_paused(session, schedule, queue_id, True)
 
 
-@throttle_cli.command("pause")
-@click.argument("queue")
-def pause_command(queue: str) -> None:
-    """Stop releasing QUEUE (id or key); executions stay held."""
-    queue_id = _control(queue, lambda s, sch, q: queue_admin.set_paused(s, sch, q, True))
-    click.echo(f"queue {queue_id} paused")
+def _resume(session: Session, schedule: ReleaseSchedule, queue_id: int) -> None:
+    queue_admin.set_paused(session, schedule, queue_id, False)
 
 
-@throttle_cli.command("resume")
-@click.argument("queue")
-def resume_command(queue: str) -> None:
-    """Resume releasing QUEUE at its rate."""
-    queue_id = _control(queue, lambda s, sch, q: queue_admin.set_paused(s, sch, q, False))
-    click.echo(f"queue {queue_id} resumed")
+def _control_command(
+    name: str, help_text: str, done: str, action: QueueAction, schedule: ReleaseSchedule
+) -> click.Command:
+    @click.command(name, help=help_text)
+    @click.argument("queue")
+    @with_appcontext
+    def command(queue: str) -> None:
+        try:
+            queue_id = queue_admin.find_queue_id(db.session, queue)
+        except queue_admin.UnknownQueue as exc:
+            raise click.ClickException(str(exc)) from None
+        action(db.session, schedule, queue_id)
+        click.echo(f"queue {queue_id} {done}")
 
-
-@throttle_cli.command("drain")
-@click.argument("queue")
-def drain_command(queue: str) -> None:
-    """Release QUEUE's whole backlog now, as fast as HubSpot's limit allows."""
-    queue_id = _control(queue, queue_admin.drain)
-    click.echo(f"queue {queue_id} draining")
+    return command

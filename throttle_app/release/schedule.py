@@ -46,6 +46,9 @@ PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
 BUSY_RETRY_MS = 250
+# The release job, named once: jobs.py imports this module, so the function is referenced by
+# its dotted path (tests/release/test_jobs.py checks that it resolves to jobs.release).
+RELEASE_JOB = "throttle_app.release.jobs.release"
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
 # ARGV[1] = how many due wake-ups to pop at most.
@@ -84,18 +87,6 @@ redis.pcall('PUBLISH', ARGV[1], '1')
 """
 
 
-def app_schedule() -> ReleaseSchedule:
-    """The current app's schedule: its Redis client, job timeout and stale-job limit."""
-    from throttle_app.extensions import current_settings, redis_client
-
-    settings = current_settings()
-    return ReleaseSchedule(
-        redis_client(),
-        job_timeout=settings.job_timeout_seconds,
-        stale_after=settings.stale_job_seconds,
-    )
-
-
 class ReleaseSchedule:
     """Wake-ups for release jobs, on one Redis connection."""
 
@@ -108,7 +99,7 @@ class ReleaseSchedule:
         """`stale_after`: a STARTED job whose heartbeat is older than this belonged to a worker
         that was killed, and its queue gets a new job. A running release job heartbeats before
         every HubSpot call and token refresh (releasing.py); Settings.stale_job_seconds is
-        longer than any one such step (app_schedule uses it)."""
+        longer than any one such step (from_settings uses it)."""
         self.connection = connection
         self.job_timeout = job_timeout
         self.stale_after = stale_after
@@ -118,6 +109,15 @@ class ReleaseSchedule:
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
         self.queue = Queue(RELEASES_QUEUE, connection=connection)
+
+    @classmethod
+    def from_settings(cls, connection: redis.Redis, settings: Settings) -> ReleaseSchedule:
+        """The schedule a process uses: the job timeout and stale-job limit from its settings."""
+        return cls(
+            connection,
+            job_timeout=settings.job_timeout_seconds,
+            stale_after=settings.stale_job_seconds,
+        )
 
     def wake(self, queue_ids: Iterable[int], delay_seconds: float = 0.0) -> None:
         """Ask for a release of these queues after `delay_seconds` (earliest request wins)."""
@@ -189,7 +189,7 @@ class ReleaseSchedule:
         for _ in range(2):
             try:
                 self.queue.enqueue(
-                    "throttle_app.release.jobs.release",
+                    RELEASE_JOB,
                     queue_id,
                     job_id=job_id,
                     unique=True,

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import functools
-import hmac
-from collections.abc import Callable
+from flask import Blueprint, Response, jsonify, request
 
-from flask import Blueprint, jsonify, request
-
-from throttle_app.extensions import current_settings, db
-from throttle_app.http_api import bearer_required, json_error
+from throttle_app.config import Settings
+from throttle_app.extensions import db
+from throttle_app.http_api import config_token_guard, json_error
 from throttle_app.input_fields import storable_text
 from throttle_app.release.overrides import (
     config_as_json,
@@ -18,34 +15,17 @@ from throttle_app.release.overrides import (
     validate_config,
 )
 
-bp = Blueprint("config_api", __name__)
+
+def blueprint(settings: Settings) -> Blueprint:
+    """POST /api/config and GET /api/config/<portal_id>/<action_id>."""
+    bp = Blueprint("config_api", __name__)
+    guard = config_token_guard(settings.config_api_token)
+    bp.add_url_rule("/api/config", "upsert", guard(upsert), methods=["POST"])
+    bp.add_url_rule("/api/config/<int:portal_id>/<action_id>", "show", guard(show))
+    return bp
 
 
-def bearer_token_matches(expected: str | None) -> bool:
-    """Constant-time check of the request's bearer token; no expected token means closed."""
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not expected or scheme.lower() != "bearer" or not token:
-        return False
-    return hmac.compare_digest(token.strip().encode(), expected.encode())
-
-
-def require_config_token(view: Callable) -> Callable:
-    @functools.wraps(view)
-    def guarded(*args, **kwargs):
-        expected = current_settings().config_api_token
-        if not expected:
-            return json_error(403, "the config API is closed: CONFIG_API_TOKEN is not set")
-        if not bearer_token_matches(expected):
-            return bearer_required("throttle-config")
-        return view(*args, **kwargs)
-
-    return guarded
-
-
-@bp.post("/api/config")
-@require_config_token
-def upsert():
+def upsert() -> tuple[Response, int] | Response:
     payload = request.get_json(silent=True)
     values, errors = validate_config(payload)
     if errors:
@@ -55,9 +35,7 @@ def upsert():
     return jsonify(config_as_json(config))
 
 
-@bp.get("/api/config/<int:portal_id>/<action_id>")
-@require_config_token
-def show(portal_id: int, action_id: str):
+def show(portal_id: int, action_id: str) -> tuple[Response, int] | Response:
     # No such config can exist (and PostgreSQL would refuse the query): a 404, not a 500.
     config = find_config(db.session, portal_id, action_id) if storable_text(action_id) else None
     if config is None:
