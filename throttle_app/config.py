@@ -18,7 +18,7 @@ from datetime import timedelta
 from urllib.parse import unquote
 
 from throttle_app.durations import parse_iso_duration
-from throttle_app.oauth.cipher import InvalidKeyError, parse_keys
+from throttle_app.encryption_keys import InvalidKeyError, parse_keys
 
 REQUIRED = (
     "DATABASE_URL",

@@ -158,7 +158,7 @@ class ThrottleConfig(db.Model):
 
 
 class OAuthToken(db.Model):
-    """A portal's OAuth tokens, encrypted (see crypto.py), and whether the portal is connected."""
+    """A portal's OAuth tokens, encrypted (oauth/cipher.py), and whether it is connected."""
 
     __tablename__ = "oauth_tokens"
     __table_args__ = (UniqueConstraint("portal_id", name="uq_oauth_tokens_portal_id"),)

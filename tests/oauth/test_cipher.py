@@ -8,13 +8,8 @@ import os
 
 import pytest
 
-from throttle_app.oauth.cipher import (
-    DecryptionError,
-    InvalidKeyError,
-    TokenCipher,
-    generate_key,
-    parse_keys,
-)
+from throttle_app.encryption_keys import InvalidKeyError, generate_key, parse_keys
+from throttle_app.oauth.cipher import DecryptionError, TokenCipher
 
 OLD = bytes(range(32))
 NEW = bytes(range(100, 132))

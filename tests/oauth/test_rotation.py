@@ -23,7 +23,8 @@ from tests.support.oauth_helpers import (
     sql,
 )
 from tests.support.processes import ROOT
-from throttle_app.oauth.cipher import TokenCipher, key_id
+from throttle_app.encryption_keys import key_id
+from throttle_app.oauth.cipher import TokenCipher
 from throttle_app.oauth.tokens import (
     TokenUnavailable,
     mark_disconnected,

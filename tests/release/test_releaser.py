@@ -15,7 +15,7 @@ from tests.conftest import CONFIG_AUTH
 from tests.support.processes import free_port
 from tests.support.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
 from throttle_app.extensions import db
-from throttle_app.release import claims
+from throttle_app.release import claims, outcomes
 from throttle_app.release.jobs import OAuthTokens
 from throttle_app.release.releaser import Releaser, backoff_seconds
 from throttle_app.release.schedule import PAUSE_KEY, STREAK_KEY
@@ -86,7 +86,7 @@ def test_next_window_counts_from_hubspots_answer_not_from_the_marking(engine_app
         answered_at = time.monotonic()
         db.session.commit()
         time.sleep(1.0)  # a slow marking
-        assert claims.mark_completed(db.session, claim, claim.rows, {}, answered_at) == 3
+        assert outcomes.mark_completed(db.session, claim, claim.rows, {}, answered_at) == 3
         db.session.remove()
     (last_sent, gap) = query(
         engine_app,
@@ -435,7 +435,7 @@ def test_a_worker_that_lost_its_lease_cannot_mark(engine_app, fake):
         claim = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
         db.session.execute(db.text("UPDATE action_executions SET lease_expires_at = now()"))
         db.session.commit()
-        assert claims.mark_completed(db.session, claim, claim.rows, {}) == 0
+        assert outcomes.mark_completed(db.session, claim, claim.rows, {}) == 0
         db.session.remove()
     assert states(engine_app) == {"claimed": 3}
 
@@ -446,8 +446,8 @@ def test_another_owner_cannot_mark_rows_under_a_live_lease(engine_app, fake):
     with engine_app.app_context():
         claim = claims.claim_next(db.session, queue, 100, 60, timedelta(0))
         impostor = dataclasses.replace(claim, owner=uuid.uuid4())  # lease still live
-        assert claims.mark_completed(db.session, impostor, claim.rows, {}) == 0
-        assert claims.give_back(db.session, impostor, claim.rows) == 0
+        assert outcomes.mark_completed(db.session, impostor, claim.rows, {}) == 0
+        assert outcomes.give_back(db.session, impostor, claim.rows) == 0
         db.session.remove()
     assert states(engine_app) == {"claimed": 3}
 

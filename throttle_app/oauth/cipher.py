@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import os
 import re
 from collections.abc import Sequence
@@ -26,74 +25,19 @@ from collections.abc import Sequence
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = [
-    "DecryptionError",
-    "InvalidKeyError",
-    "TokenCipher",
-    "generate_key",
-    "key_id",
-    "parse_keys",
-]
+from throttle_app.encryption_keys import KEY_BYTES, InvalidKeyError, key_id
+
+__all__ = ["DecryptionError", "InvalidKeyError", "TokenCipher", "stored_key_id", "stored_prefix"]
 
 VERSION = "v1"
-KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
 _KID_RE = re.compile(r"^[0-9a-f]{8}$")
 _B64URL_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-_B64_RE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
-
-
-class InvalidKeyError(ValueError):
-    """A configured encryption key is unusable. The message never contains key material."""
 
 
 class DecryptionError(ValueError):
     """A stored value cannot be decrypted (bad format, unknown key, tampered or wrong portal)."""
-
-
-def key_id(key: bytes) -> str:
-    """The key id stored with each value: first 8 hex chars of SHA-256 over the key bytes."""
-    return hashlib.sha256(key).hexdigest()[:8]
-
-
-def generate_key() -> str:
-    """A new key for TOKEN_ENCRYPTION_KEY: standard base64 of 32 random bytes."""
-    return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
-
-
-def parse_keys(value: str, name: str = "TOKEN_ENCRYPTION_KEY") -> tuple[bytes, ...]:
-    """Parse ``"base64key1,base64key2"`` (newest first) into raw 32-byte keys.
-
-    Whitespace around entries is ignored; standard and URL-safe base64 are accepted, with or
-    without padding. Errors name the setting and the 1-based entry position, never the key.
-    """
-    if value is None or not value.strip():
-        raise InvalidKeyError(f"{name} is empty: set it to one or more base64-encoded 32-byte keys")
-    keys: list[bytes] = []
-    for position, raw in enumerate(value.split(","), start=1):
-        entry = raw.strip()
-        if not entry:
-            raise InvalidKeyError(f"{name} entry {position} is empty")
-        key = _decode_key(entry)
-        if key is None:
-            raise InvalidKeyError(f"{name} entry {position} is not base64 of {KEY_BYTES} bytes")
-        if key in keys:
-            first = keys.index(key) + 1
-            raise InvalidKeyError(f"{name} entry {position} duplicates entry {first}")
-        keys.append(key)
-    return tuple(keys)
-
-
-def _decode_key(entry: str) -> bytes | None:
-    if not _B64_RE.fullmatch(entry):
-        return None
-    unpadded = entry.rstrip("=").replace("-", "+").replace("_", "/")
-    try:
-        key = base64.b64decode(unpadded + "=" * (-len(unpadded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        return None
-    return key if len(key) == KEY_BYTES else None
 
 
 def _associated_data(kid: str, portal_id: int) -> bytes:

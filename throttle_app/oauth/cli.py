@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 import click
 from flask.cli import AppGroup, with_appcontext
 
-from throttle_app.oauth import rotation as token_admin
+from throttle_app.oauth import rotation
 from throttle_app.oauth.cipher import TokenCipher
 
 
@@ -28,7 +28,7 @@ def token_commands(cipher: TokenCipher) -> AppGroup:
     @group.command("rotate", help="Re-encrypt every stored token under the first key.")
     @click.option("--batch-size", default=100, show_default=True, type=click.IntRange(1, 10_000))
     def rotate_command(batch_size: int) -> None:
-        report = token_admin.rotate_keys(cipher, batch_size=batch_size)
+        report = rotation.rotate_keys(cipher, batch_size=batch_size)
         click.echo(f"re-encrypted {report.rotated} portal(s) under key {report.key_id}")
         if report.failed:
             portals = ", ".join(map(str, report.failed))
@@ -46,7 +46,7 @@ def _when(moment: datetime | None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%SZ") if moment else "-"
 
 
-def portal_line(portal: token_admin.PortalStatus) -> str:
+def portal_line(portal: rotation.PortalStatus) -> str:
     """One line: portal, domain, connection state, token expiry, key ids."""
     if portal.connected:
         state = f"connected (installed {_when(portal.installed_at)})"
@@ -63,7 +63,7 @@ def portal_line(portal: token_admin.PortalStatus) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per portal per line.")
 @with_appcontext
 def portals_command(as_json: bool) -> None:
-    found = token_admin.list_portals()
+    found = rotation.list_portals()
     for portal in found:
         click.echo(json.dumps(portal.to_json()) if as_json else portal_line(portal))
     if not found and not as_json:

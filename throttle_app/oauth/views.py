@@ -18,8 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from throttle_app.config import Settings
 from throttle_app.http_api import config_token_guard
 from throttle_app.hubspot import oauth_api
-from throttle_app.oauth import install_state as oauth_state
-from throttle_app.oauth import rotation
+from throttle_app.oauth import install_state, rotation
 from throttle_app.oauth.tokens import InstalledPortal, TokenStore
 
 log = logging.getLogger(__name__)
@@ -118,7 +117,7 @@ class OAuthViews:
     def authorize(self) -> Response:
         settings = self._settings
         try:
-            issued = oauth_state.issue_state(self._redis, settings)
+            issued = install_state.issue_state(self._redis, settings)
         except RedisError:
             log.exception("oauth state store unavailable")
             return self._failure("unavailable")
@@ -133,23 +132,23 @@ class OAuthViews:
         )
         response = redirect(f"{settings.hubspot_app_base}/oauth/authorize?{query}", 302)
         response.headers.update(HEADERS)
-        oauth_state.set_state_cookie(response, issued, settings, secure=self._secure())
+        install_state.set_state_cookie(response, issued, settings, secure=self._secure())
         return response
 
     def callback(self) -> Response:
         response = self._callback()
-        oauth_state.clear_state_cookie(response, secure=self._secure())
+        install_state.clear_state_cookie(response, secure=self._secure())
         return response
 
     def _callback(self) -> Response:
         try:
-            oauth_state.consume_state(
+            install_state.consume_state(
                 self._redis,
                 self._settings,
                 request.args.get("state"),
-                request.cookies.get(oauth_state.COOKIE_NAME),
+                request.cookies.get(install_state.COOKIE_NAME),
             )
-        except oauth_state.StateError as exc:
+        except install_state.StateError as exc:
             return self._failure(
                 f"state_{exc.reason}", str(exc) + " Please start the install again."
             )

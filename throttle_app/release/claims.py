@@ -13,12 +13,12 @@ more than N sends.
 the new window also waits for the new T after the last send and after every live lease end
 (`_window_ready_at`), so no span of the new T sees the old N plus the new N.
 
-Rows are claimed with a lease and an owner token; every later update is fenced on both.
+Rows are claimed with a lease and an owner token; every later update is fenced on both
+(outcomes.py: what happens to claimed rows after a send).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from throttle_app.models import PENDING
 from throttle_app.release.rates import period_seconds
 
 
@@ -199,140 +198,6 @@ def _postpone(session: Session, queue_id: int, ready: datetime) -> None:
         {"ready": ready, "queue_id": queue_id},
     )
     session.commit()
-
-
-_FENCE = (
-    "id = ANY(:ids) AND lease_owner = :owner AND state = 'claimed'"
-    " AND lease_expires_at > clock_timestamp()"
-)
-
-
-def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
-    return {"ids": [row.id for row in rows], "owner": claim.owner}
-
-
-def _after_send(session: Session, queue_id: int, answered_at: float | None = None) -> None:
-    """A call reached (or may have reached) HubSpot: the next window counts from its answer
-    (`answered_at`, a time.monotonic() reading), else from now. HubSpot had the request before
-    it answered, so T after the answer is T after HubSpot saw it, without the marking's time."""
-    ago = 0.0 if answered_at is None else max(0.0, time.monotonic() - answered_at)
-    session.execute(
-        text(
-            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at,"
-            " clock_timestamp() - make_interval(secs => :ago)) WHERE id = :queue_id"
-        ),
-        {"queue_id": queue_id, "ago": ago},
-    )
-    session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
-
-
-def mark_completed(
-    session: Session,
-    claim: Claim,
-    rows: list[ClaimedRow],
-    refused: dict[str, str],
-    answered_at: float | None = None,
-) -> int:
-    """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits.
-    `answered_at`: time.monotonic() when HubSpot's answer arrived (None: now)."""
-    done = [row for row in rows if row.callback_id not in refused]
-    count = 0
-    if done:
-        count = session.execute(
-            text(
-                "UPDATE action_executions SET state = CASE WHEN outcome = 'SUCCESS'"
-                " THEN 'completed' ELSE 'failed' END, finished_at = clock_timestamp(),"
-                " lease_owner = NULL, lease_expires_at = NULL, updated_at = now()"
-                f" WHERE {_FENCE}"
-            ),
-            _fenced(claim, done),
-        ).rowcount
-    for row in rows:
-        if row.callback_id in refused:
-            _fail(session, claim, row, refused[row.callback_id])
-    _after_send(session, claim.queue_id, answered_at)
-    session.commit()
-    return count
-
-
-def mark_rejected(session: Session, claim: Claim, row: ClaimedRow, reason: str) -> None:
-    """HubSpot refused this one callback: it fails with the reason. Commits."""
-    _fail(session, claim, row, reason)
-    _after_send(session, claim.queue_id)
-    session.commit()
-
-
-def _fail(session: Session, claim: Claim, row: ClaimedRow, reason: str) -> None:
-    session.execute(
-        text(
-            "UPDATE action_executions SET state = 'failed', last_failure_reason = :reason,"
-            " finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL,"
-            f" updated_at = now() WHERE {_FENCE}"
-        ),
-        {**_fenced(claim, [row]), "reason": reason[:1000]},
-    )
-
-
-def mark_retry(
-    session: Session,
-    claim: Claim,
-    rows: list[ClaimedRow],
-    reason: str,
-    max_attempts: int,
-    base_seconds: float,
-    max_seconds: float,
-) -> None:
-    """The call failed in a way that may have reached HubSpot: count an attempt and back off
-    (exponential, with jitter). At the limit the next try completes with FAIL_CONTINUE; when
-    that fails too, the execution fails. Commits."""
-    session.execute(
-        text(
-            "UPDATE action_executions SET"
-            " attempts = attempts + 1, last_failure_reason = :reason,"
-            " state = CASE WHEN outcome = 'FAIL_CONTINUE' AND attempts + 1 >= :max"
-            "   THEN 'failed' ELSE 'pending' END,"
-            " finished_at = CASE WHEN outcome = 'FAIL_CONTINUE' AND attempts + 1 >= :max"
-            "   THEN clock_timestamp() END,"
-            " outcome = CASE WHEN attempts + 1 >= :max THEN 'FAIL_CONTINUE' ELSE outcome END,"
-            " next_attempt_at = clock_timestamp() + make_interval(secs =>"
-            "   least(:cap, :base * power(2, attempts)) * (0.5 + random() / 2)),"
-            f" lease_owner = NULL, lease_expires_at = NULL, updated_at = now() WHERE {_FENCE}"
-        ),
-        {
-            **_fenced(claim, rows),
-            "reason": reason[:1000],
-            "max": max_attempts,
-            "base": base_seconds,
-            "cap": max_seconds,
-        },
-    )
-    _after_send(session, claim.queue_id)
-    session.commit()
-
-
-def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
-    """Nothing was done (rate limited, bucket empty, lease too short, portal disconnected, no
-    connection, the whole request refused): the rows return to pending without an attempt, and
-    their reservation returns to the window they came from. No send is recorded, so the next
-    window's earliest start stays T after the last real send and after every live lease end."""
-    returned = session.execute(
-        text(
-            f"UPDATE action_executions SET state = '{PENDING}', lease_owner = NULL,"
-            f" lease_expires_at = NULL, updated_at = now() WHERE {_FENCE}"
-        ),
-        _fenced(claim, rows),
-    ).rowcount
-    if returned and claim.budgeted:
-        session.execute(
-            text(
-                "UPDATE throttle_queues SET window_budget = window_budget + :n"
-                " WHERE id = :queue_id AND window_opens_at = :opens"
-            ),
-            {"n": returned, "queue_id": claim.queue_id, "opens": claim.window_opens_at},
-        )
-    session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": claim.queue_id})
-    session.commit()
-    return returned
 
 
 def _next_look_sql(which: str):

@@ -1,6 +1,8 @@
 """One run of a queue's release job: claim what the window allows, complete it at HubSpot, record
-the outcome, and ask for the next run. Every decision about budget lives in claims.py; every
-HubSpot answer is typed by hubspot/client.py; this module only connects them.
+the outcome, and ask for the next run. Every decision about budget lives in claims.py, every
+row update in outcomes.py; every HubSpot answer is typed by hubspot/callbacks.py; this module
+only connects them. It is one state machine (a run, its batches and their failures), so it
+stays one module.
 
 What each failure costs, and why:
 - 429 or an empty bucket: the rows go back without an attempt (being limited is not a failure).
@@ -18,7 +20,7 @@ What each failure costs, and why:
   failing callbacks one by one for it would fail the whole backlog and push our error rate past
   HubSpot's 5%. The rows go back without an attempt, the queue backs off for
   THROTTLE_REFUSED_BACKOFF_SECONDS, and a warning names the portal and the status.
-A queue that backs off (release_schedule's PAUSE_KEY in Redis; not the operator's pause in
+A queue that backs off (schedule.PAUSE_KEY in Redis; not the operator's pause in
 throttle_queues.paused, which a resume clears) only reschedules early wake-ups (cleaner,
 admissions) to the back-off's end.
 
@@ -53,7 +55,7 @@ from throttle_app.hubspot.callbacks import (
     Transient,
     Unauthorized,
 )
-from throttle_app.release import claims
+from throttle_app.release import claims, outcomes
 from throttle_app.release.claims import Claim, ClaimedRow, Idle
 from throttle_app.release.schedule import ReleaseSchedule
 
@@ -103,7 +105,7 @@ def _unavailable(exc: PortalUnavailable) -> _Stop:
 
 def backoff_seconds(streak: int, base: float, cap: float) -> float:
     """The queue's pause after `streak` failed calls in a row: the per-row retry backoff of
-    claims.mark_retry (base doubling up to cap, times 0.5..1 jitter), over the streak."""
+    outcomes.mark_retry (base doubling up to cap, times 0.5..1 jitter), over the streak."""
     return min(cap, base * 2 ** min(streak - 1, 30)) * (0.5 + random.random() / 2)
 
 
@@ -187,7 +189,7 @@ class Releaser:
                 self.heartbeat()  # a refresh may take a while (lock wait, retries)
             token = self.token or self.tokens.access_token_for(claim.portal_id)
         except PortalUnavailable as exc:
-            report.given_back += claims.give_back(self.session, claim, claim.rows)
+            report.given_back += outcomes.give_back(self.session, claim, claim.rows)
             return _unavailable(exc)
         by_outcome: dict[str, list[ClaimedRow]] = {}
         for row in claim.rows:
@@ -200,7 +202,7 @@ class Releaser:
             if stop is not None:
                 rest = [row for _, later in pending[index + 1 :] for row in later]
                 if rest:
-                    report.given_back += claims.give_back(self.session, claim, rest)
+                    report.given_back += outcomes.give_back(self.session, claim, rest)
                 return stop
         return None
 
@@ -221,7 +223,7 @@ class _Sender:
     def send(self, rows: list[ClaimedRow], state: str) -> _Stop | None:
         r, claim, report = self.r, self.claim, self.report
         if time.monotonic() + r.call_budget > self.deadline:
-            report.given_back += claims.give_back(r.session, claim, rows)
+            report.given_back += outcomes.give_back(r.session, claim, rows)
             return _Stop("lease about to end")
         pairs = [(row.callback_id, state) for row in rows]
         r.heartbeat()
@@ -234,10 +236,10 @@ class _Sender:
         except Unauthorized:
             return self._unauthorized(rows, state)
         except (RateLimited, BucketWait, TooLate) as exc:
-            report.given_back += claims.give_back(r.session, claim, rows)
+            report.given_back += outcomes.give_back(r.session, claim, rows)
             return _Stop(str(exc), wait=exc.wait)
         except NotSent as exc:
-            report.given_back += claims.give_back(r.session, claim, rows)
+            report.given_back += outcomes.give_back(r.session, claim, rows)
             return self._outage(str(exc))
         except Transient as exc:
             self._retry(rows, f"HubSpot call failed: {exc}")
@@ -246,7 +248,7 @@ class _Sender:
             return self._refused(rows, exc)
         except Rejected as exc:
             return self._isolate(rows, state, exc)
-        report.completed += claims.mark_completed(r.session, claim, rows, refused, answered_at)
+        report.completed += outcomes.mark_completed(r.session, claim, rows, refused, answered_at)
         report.failed += len(refused)
         if not r.streak_cleared:  # after the commit: Redis must not block a mark
             r.schedule.succeeded(claim.queue_id)
@@ -263,7 +265,7 @@ class _Sender:
     def _refused(self, rows: list[ClaimedRow], exc: Refused) -> _Stop:
         """A refusal of the whole request: no callback is at fault, so none fails for it."""
         r, claim = self.r, self.claim
-        self.report.given_back += claims.give_back(r.session, claim, rows)
+        self.report.given_back += outcomes.give_back(r.session, claim, rows)
         wait = r.settings.refused_backoff_seconds
         log.warning(
             "HubSpot refused the callback request for portal %s with HTTP %s (%s);"
@@ -281,7 +283,7 @@ class _Sender:
         if self.refreshed:
             # A fresh token refused too: the app's access to the portal is broken, not these
             # callbacks. Nothing fails for it; the queue backs off like during an outage.
-            self.report.given_back += claims.give_back(r.session, self.claim, rows)
+            self.report.given_back += outcomes.give_back(r.session, self.claim, rows)
             log.warning(
                 "HubSpot refused a freshly refreshed access token for portal %s (401); queue %s"
                 " backs off",
@@ -294,13 +296,13 @@ class _Sender:
         try:
             self.token = r.tokens.refresh_after_unauthorized(self.claim.portal_id, self.token)
         except PortalUnavailable as exc:
-            self.report.given_back += claims.give_back(r.session, self.claim, rows)
+            self.report.given_back += outcomes.give_back(r.session, self.claim, rows)
             return _unavailable(exc)
         return self.send(rows, state)
 
     def _retry(self, rows: list[ClaimedRow], reason: str) -> None:
         s = self.r.settings
-        claims.mark_retry(
+        outcomes.mark_retry(
             self.r.session,
             self.claim,
             rows,
@@ -315,7 +317,7 @@ class _Sender:
         """A 4xx that can be about one callback: halve the batch until the refused callbacks
         stand alone and fail."""
         if len(rows) == 1:
-            claims.mark_rejected(self.r.session, self.claim, rows[0], f"HubSpot refused: {exc}")
+            outcomes.mark_rejected(self.r.session, self.claim, rows[0], f"HubSpot refused: {exc}")
             self.report.failed += 1
             return None
         middle = len(rows) // 2
@@ -325,6 +327,6 @@ class _Sender:
             if stop is not None:
                 rest = [row for later in halves[index + 1 :] for row in later]
                 if rest:
-                    self.report.given_back += claims.give_back(self.r.session, self.claim, rest)
+                    self.report.given_back += outcomes.give_back(self.r.session, self.claim, rest)
                 return stop
         return None

@@ -98,7 +98,7 @@ class ReleaseSchedule:
     ) -> None:
         """`stale_after`: a STARTED job whose heartbeat is older than this belonged to a worker
         that was killed, and its queue gets a new job. A running release job heartbeats before
-        every HubSpot call and token refresh (releasing.py); Settings.stale_job_seconds is
+        every HubSpot call and token refresh (releaser.py); Settings.stale_job_seconds is
         longer than any one such step (from_settings uses it)."""
         self.connection = connection
         self.job_timeout = job_timeout

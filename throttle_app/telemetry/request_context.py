@@ -2,7 +2,7 @@
 
 An incoming `X-Request-Id` is honoured when it is a sane token (a load balancer's or a caller's
 id; anything else could forge or break log lines), otherwise a new one is generated. The id is
-bound into the logging context (logging_setup.bind) and returned in the `X-Request-Id` response
+bound into the logging context (telemetry.logs.bind) and returned in the `X-Request-Id` response
 header, which gunicorn's access log line also carries.
 """
 
