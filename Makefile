@@ -13,8 +13,8 @@ test:            ## the whole test suite (real PostgreSQL and Redis)
 test-fast:       ## the suite without the end-to-end tests that start processes
 	bash scripts/test.sh -m "not slow"
 
-lint:            ## ruff check and format check
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+lint:            ## ruff check, format check and the import contracts (.importlinter)
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 
 format:          ## ruff format and autofix
 	.venv/bin/ruff format . && .venv/bin/ruff check --fix .
