@@ -1,7 +1,8 @@
 """A flush that runs once, a fixed delay after the first request since it last ran.
 
 The web batches work off the request path with it: webhook tallies into the prometheus metrics
-(metrics.py) and admitted queues into one wake-up call (release_schedule.WakeBatcher).
+(throttle_app/telemetry/web_metrics.py) and admitted queues into one wake-up call
+(throttle_app/release/schedule.py, WakeBatcher).
 """
 
 from __future__ import annotations

@@ -25,9 +25,8 @@ alive is accepted only when no host-named instance is alive for this host, which
 answer when the deployment runs a single scheduler (the chart runs exactly one).
 
 The Redis key names are RQ's and rq-scheduler's (tests/ops/test_entrypoint_roles.py checks them
-against the installed packages). Importing rq and rq_scheduler as well would add about 0.03 s
-(`/usr/bin/time python -c "import redis, rq, rq_scheduler"`: 0.16-0.17 s against 0.13-0.15 s
-for redis alone, 2026-11-29); the names are kept here so the probe needs only redis-py.
+against the installed packages). They are kept here so the probe imports only redis-py, not
+rq and rq_scheduler as well (docs/measurements.md has the import time saved).
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@ is a GCRA (generic cell rate algorithm): one stored "theoretical arrival time" (
 updated atomically by a Lua script that reads the Redis server clock, so workers with skewed clocks
 agree. With capacity C and refill r tokens/second, any interval of length t sees at most
 C + r*t tokens granted (the emission interval is rounded *up* to whole microseconds, so rounding
-only ever makes the bucket stricter).
+only ever makes the bucket stricter). The settings' defaults (C = 10, r = 9.5/s) grant at most 105
+in any 10 s, under HubSpot's 110 per 10 s per installed account (docs/design.md).
 
 A 429 from HubSpot calls :meth:`TokenBucket.block`, which empties the bucket for every process until
 the block ends; the bucket then refills from empty.

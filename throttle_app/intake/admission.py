@@ -216,8 +216,8 @@ FROM throttle_queues WHERE queue_key = ANY(%s)
 """
 
 # The batch travels as one JSON parameter (an array of row arrays): one quoted string for
-# psycopg2 to send, however many rows (per-row or per-element adaptation cost more Python time
-# than the insert itself: py-spy on the web workers during scripts/bench_intake.py, 2026-11-28).
+# psycopg2 to send, however many rows; adapting rows one by one cost more Python time than the
+# insert itself (docs/measurements.md).
 _INSERT_EXECUTIONS = """
 INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,

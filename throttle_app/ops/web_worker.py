@@ -3,18 +3,12 @@
 gevent only switches greenlets when one has to wait. gunicorn's gevent worker serves a keep-alive
 connection in a loop (answer, read the next request, answer, ...), and when the client's next
 request is already there the read does not wait, so that greenlet never yields: one busy
-connection keeps the whole worker while requests on its other connections sit unread. During a
-`scripts/bench_intake.py` ceiling run on the stock worker (50 connections, 2 workers),
-`ss -tnp state established '( sport = :8765 )'` showed 24 of each worker's 25 connections with
-a request unread while one was served; p99 was 1.7 to 3.3 s (README, Measurements). HubSpot
-keeps connections open too, so this would be HubSpot's own calls timing out behind each other.
+connection keeps the whole worker while requests on its other connections sit unread. HubSpot
+keeps connections open too, so its calls would time out behind each other.
 
 `FairGeventWorker` yields once after every answered request, so every connection with a request
-waiting is served before the same connection again. On 2026-11-28 it also made the durable
-intake faster (median 3411 against 2851 req/s): the next request on a connection had usually
-arrived by the time its greenlet ran again. On the same machine running at half speed the next
-day that gain did not reproduce (1386 against 1432 req/s); the fairness did (README,
-Measurements).
+waiting is served before the same connection again (figures: docs/measurements.md, "Web worker
+fairness").
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@
   queue counts their lease end as a possible send, so a redelivery never breaks the rate;
 - expires executions whose HubSpot hold ran out (HubSpot has already moved them on);
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
-  one cleaner interval;
+  one cleaner interval (every queue's next look in one statement and one script call per 1,000
+  wake-ups, so a pass stays short with thousands of queues);
 - purges terminal rows older than the retention, in batches (a separate, daily job).
 """
 
