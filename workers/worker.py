@@ -4,10 +4,12 @@ Serves the named queues (default: every queue), with RQ's delayed-job scheduler,
 serves `releases`, a release clock child process. SIGTERM: RQ finishes the current job first.
 
 It is RQ's SimpleWorker: jobs run in the worker process instead of a forked horse. Release jobs
-are short and frequent ("50 per second" windows); forking a horse and opening a new database
-connection for each one made the 10-per-second queue of tests/release/test_e2e.py run 4.5%
-under its rate, against 0.8-1.6% now (README, Operating and Measurements). Job timeouts still apply
-(SIGALRM in the worker process); a crash takes the worker down, and its supervisor restarts it.
+are short and frequent ("50 per second" windows), and a horse plus a new database connection
+per job cost the rate measurably (docs/measurements.md). Job timeouts still apply (SIGALRM in
+the worker process); a crash takes the worker down, and its supervisor restarts it.
+
+The worker bootstrap: it builds the app and its services once (create_app) and binds them to
+the jobs before the first one runs.
 """
 
 from __future__ import annotations

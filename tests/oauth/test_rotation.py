@@ -1,4 +1,4 @@
-"""token_admin.py: key rotation (`flask tokens rotate` moves every row to the first key, so old
+"""oauth/rotation.py: key rotation (`flask tokens rotate` moves every row to the first key, so old
 keys can go)."""
 
 from __future__ import annotations

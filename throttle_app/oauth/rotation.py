@@ -1,5 +1,6 @@
 """The stored tokens from the operator's side: which portals, under which keys, and moving
-every row to the current key (`flask throttle portals`, `flask tokens rotate`, GET /oauth/portals).
+every row to the current key (`flask throttle portals`, `flask tokens rotate`,
+GET /api/oauth/portals).
 
 Nothing here returns a token or a ciphertext.
 """

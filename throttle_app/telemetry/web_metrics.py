@@ -91,8 +91,7 @@ class _Tallies:
     metrics in bulk: at most FLUSH_SECONDS later, and before every scrape this process answers.
 
     A multiprocess-mode update costs a lock and an mmap write per value, per request, on the
-    hottest path (about 20-30 us of web CPU per request in scripts/bench_intake.py runs with and
-    without it on 2026-11-28; those runs were not recorded in the README). Here a request costs
+    hottest path (docs/measurements.md). Here a request costs
     one dict increment under a lock; a flush costs one update per label set and histogram
     bucket.
     """
