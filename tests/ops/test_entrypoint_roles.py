@@ -26,6 +26,7 @@ from rq import Queue
 from rq_scheduler import Scheduler
 from sqlalchemy.engine import make_url
 
+from devtools.database import drop_database, ensure_database
 from fake_hubspot import FakeHubSpot
 from tests.conftest import (
     TABLES,
@@ -77,15 +78,6 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-
-
-def admin_connection():
-    url = make_url(TEST_DATABASE_URL)
-    conn = psycopg2.connect(
-        host=url.host, port=url.port or 5432, user=url.username, dbname="postgres"
-    )
-    conn.autocommit = True
-    return conn
 
 
 def database_url(name: str) -> str:
@@ -199,16 +191,15 @@ def test_migrate_role_upgrades_an_empty_database(
     migrated_database: str, redis_conn: redis.Redis, tmp_path: Path
 ) -> None:
     name = f"{make_url(TEST_DATABASE_URL).database}_migrate_{uuid.uuid4().hex[:8]}"
-    admin = admin_connection()
+    url = database_url(name)
+    ensure_database(url)
     try:
-        with admin.cursor() as cur:
-            cur.execute(f'CREATE DATABASE "{name}"')
         log = tmp_path / "migrate.log"
-        env = service_env(DATABASE_URL=database_url(name))
+        env = service_env(DATABASE_URL=url)
         with running("migrate", env, log) as migrate:
             assert migrate.wait(120) == 0, tail(log)
         head = ScriptDirectory(str(MIGRATIONS_DIR)).get_current_head()
-        conn = psycopg2.connect(database_url(name))
+        conn = psycopg2.connect(url)
         try:
             with conn, conn.cursor() as cur:
                 cur.execute("SELECT version_num FROM alembic_version")
@@ -221,9 +212,7 @@ def test_migrate_role_upgrades_an_empty_database(
         with running("migrate", env, tmp_path / "migrate-again.log") as again:
             assert again.wait(120) == 0, tail(tmp_path / "migrate-again.log")
     finally:
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        drop_database(url)
 
 
 # --- the dashboard and flask roles, and the entrypoint's own errors -------------------------------
