@@ -36,7 +36,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 
-from devtools import ROOT
+from devtools.env_file import env_file_path, read_env_file
 
 ACTION_PATH = "/api/hubspot/action"
 HTTP_TIMEOUT = 10.0
@@ -69,18 +69,6 @@ class QueueSpec:
 
 
 # --- settings ------------------------------------------------------------------------------------
-
-
-def read_env_file(path: Path) -> dict[str, str]:
-    """KEY=value lines (comments and blanks skipped; optional quotes removed)."""
-    values: dict[str, str] = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, value = line.split("=", 1)
-        values[key.strip()] = value.strip().strip("'\"")
-    return values
 
 
 def client_secret(explicit: str | None, env_file: Path) -> str:
@@ -119,7 +107,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--env-file",
         type=Path,
-        default=ROOT / os.environ.get("DEV_ENV_FILE", ".cache/dev.env"),
+        default=env_file_path(os.environ),
         help="run.sh's dev secrets (for the HubSpot client secret)",
     )
     parser.add_argument("--client-secret", default=None, help=argparse.SUPPRESS)
