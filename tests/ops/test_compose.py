@@ -22,11 +22,12 @@ def load_compose() -> dict:
 
 
 def throttle_services(compose: dict) -> dict[str, dict]:
-    """Services running this repository's image."""
+    """Services running this repository's runtime image (not the fake's `sandbox` image)."""
     return {
         name: svc
         for name, svc in compose["services"].items()
-        if "build" in svc or str(svc.get("image", "")).startswith("throttle:")
+        if svc.get("build", {}).get("target") == "runtime"
+        or str(svc.get("image", "")).startswith("throttle:")
     }
 
 
@@ -122,3 +123,17 @@ def test_processes_start_after_their_dependencies() -> None:
     for name in ("web", "worker", "scheduler"):
         condition = services[name]["depends_on"]["migrate"]["condition"]
         assert condition == "service_completed_successfully", name
+
+
+def test_the_fake_runs_from_the_sandbox_stage_and_nothing_else_does() -> None:
+    """fake_hubspot is not in the runtime image (tests/ops/test_dockerfile.py): compose builds
+    it from the Dockerfile's `sandbox` stage, and every Throttle service from `runtime`."""
+    services = load_compose()["services"]
+    assert services["fake-hubspot"]["build"] == {"context": ".", "target": "sandbox"}
+    assert not str(services["fake-hubspot"]["image"]).startswith("throttle:")
+    built = {name: svc["build"] for name, svc in services.items() if "build" in svc}
+    runtime = set(built) - {"fake-hubspot"}
+    assert runtime == set(throttle_services(load_compose()))
+    assert all(built[name]["target"] == "runtime" for name in runtime)
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", DOCKERFILE.read_text(), re.M)
+    assert {"sandbox", "runtime"} <= set(stages)
