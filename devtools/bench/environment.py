@@ -15,6 +15,7 @@ from flask import Flask
 
 from devtools import ROOT
 from devtools.database import reset_database
+from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
@@ -56,7 +57,7 @@ def fresh_database(env: dict[str, str]) -> None:
     )
 
 
-def installed_app(fake) -> tuple[dict[str, str], Flask]:
+def installed_app(fake: FakeHubSpot) -> tuple[dict[str, str], Flask]:
     """A fresh benchmark database and an app whose portal PORTAL is installed at `fake`; the
     environment the service's processes get."""
     env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)

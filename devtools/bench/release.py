@@ -22,6 +22,7 @@ import sys
 import time
 
 import psycopg2
+from flask import Flask
 
 from devtools import ROOT
 from devtools.bench.environment import DB, PORTAL, REDIS, SECRET, installed_app, service_env
@@ -50,7 +51,9 @@ def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
     return queue
 
 
-def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, fake) -> float:
+def run(
+    env: dict[str, str], app: Flask, workers: int, queues: list[int], total: int, fake: FakeHubSpot
+) -> float:
     processes = [
         subprocess.Popen(
             ["bash", "scripts/entrypoint.sh", "worker"],
@@ -78,7 +81,7 @@ def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, f
     return time.monotonic() - started
 
 
-def throughput(env, app, fake, workers: int) -> None:
+def throughput(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> None:
     queue = hold("bulk", 10_000, 10_000, 1)
     run(env, app, workers, [queue], 10_000, fake)
     completions = fake.completions()
@@ -95,7 +98,7 @@ def throughput(env, app, fake, workers: int) -> None:
     )
 
 
-def rates(env, app, fake, workers: int) -> None:
+def rates(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> None:
     specs = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]
     queues = [hold(name, count, n, t) for name, n, t, count in specs]
     run(env, app, workers, queues, sum(s[3] for s in specs), fake)
