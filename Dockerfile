@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # Throttle image: one image for every process; the role is the first argument
-# (scripts/entrypoint.sh web|worker|scheduler|migrate|dashboard|flask).
+# (scripts/entrypoint.sh web|worker|scheduler|migrate|dashboard|flask). The default target is the
+# last stage, `runtime`; `sandbox` is the fake HubSpot that docker-compose.yml runs beside it.
 
 # ---- builder: wheels for the project and all of its pinned dependencies -------------------------
 # Every compiled dependency ships manylinux wheels for amd64 and arm64 (psycopg2-binary, gevent,
@@ -12,19 +13,34 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /src
-# The build context is filtered by .dockerignore (no .venv, .git, tests, helm, caches).
+# The build context is filtered by .dockerignore (no .venv, .git, tests, helm, devtools, caches).
 COPY . .
 
 RUN pip wheel . --wheel-dir /wheels
 
-# Assemble the application tree the runtime stage copies in one step. fake_hubspot/ is optional,
-# which a plain COPY cannot express; the entrypoint must be executable whatever the checkout did.
-RUN mkdir -p /app \
-    && cp -R wsgi.py gunicorn.conf.py throttle_app migrations workers scripts /app/ \
-    && if [ -d fake_hubspot ]; then cp -R fake_hubspot /app/; fi \
+# Assemble the application tree the runtime stage copies in one step: the service and its one
+# script, nothing of the dev tools (devtools/, fake_hubspot/, the other scripts); the entrypoint
+# must be executable whatever the checkout did.
+RUN mkdir -p /app/scripts \
+    && cp -R wsgi.py gunicorn.conf.py throttle_app migrations workers /app/ \
+    && cp scripts/entrypoint.sh /app/scripts/ \
     && find /app -name '__pycache__' -type d -prune -exec rm -rf {} + \
     && chmod -R u=rwX,go=rX /app \
-    && chmod 0755 /app/scripts/*.sh
+    && chmod 0755 /app/scripts/entrypoint.sh
+
+# ---- sandbox: the fake HubSpot for docker-compose.yml (dev only, never in the runtime image) -----
+# `docker build --target sandbox` (compose's fake-hubspot service does). Standard library only, so
+# nothing but Python and fake_hubspot/. Kept above `runtime`, which stays the default target.
+FROM python:3.11-slim-bookworm AS sandbox
+
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1
+
+WORKDIR /sandbox
+COPY fake_hubspot/ fake_hubspot/
+USER 10001:10001
+EXPOSE 8099
+ENTRYPOINT ["python", "-m", "fake_hubspot"]
 
 # ---- runtime: the wheels and the application files, no build tools ------------------------------
 FROM python:3.11-slim-bookworm AS runtime

@@ -12,8 +12,14 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [[ ! -f "${stamp}" ]]; then
-    .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v '^WARNING' || true
-    .venv/bin/python -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING' || true
-    .venv/bin/python -c "import flask, rq, gevent, psycopg2, pytest, yaml" # the install worked
+    # pip's own output only when it fails (its warnings are noise on every fresh clone).
+    if ! {
+        .venv/bin/python -m pip install -q --upgrade pip &&
+            .venv/bin/python -m pip install -q -e '.[dev]'
+    } >.venv/install.log 2>&1; then
+        cat .venv/install.log >&2
+        echo "bootstrap: installing the project into .venv failed (pip's output above)" >&2
+        exit 1
+    fi
     rm -f .venv/.installed-* && touch "${stamp}"
 fi

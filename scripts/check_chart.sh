@@ -94,60 +94,11 @@ check_values() {
     check_policy "${out}" || return 1
 }
 
-# check_policy RENDERED_FILE: what schema validation cannot see. Selectors carry the component and
-# match their pod labels; Services select existing pods; every pod is hardened and has /tmp.
+# check_policy RENDERED_FILE: what schema validation cannot see (devtools/chart_policy.py:
+# selectors, Services selecting pods, hardened pods with /tmp). kubernetes-validate's own
+# interpreter runs it (it has PyYAML), from the repository root so devtools is importable.
 check_policy() {
-    "${KV_VENV}/bin/python" - "$1" <<'PY'
-import sys
-
-import yaml
-
-docs = [d for d in yaml.safe_load_all(open(sys.argv[1])) if d]
-errors = []
-pod_label_sets = []
-for doc in docs:
-    kind, name = doc["kind"], doc["metadata"]["name"]
-    where = f"{kind}/{name}"
-    if kind not in ("Deployment", "Job"):
-        continue
-    template = doc["spec"]["template"]
-    labels = template["metadata"].get("labels", {})
-    pod_label_sets.append(labels)
-    if "app.kubernetes.io/component" not in labels:
-        errors.append(f"{where}: pod labels lack app.kubernetes.io/component")
-    if kind == "Deployment":
-        selector = doc["spec"]["selector"]["matchLabels"]
-        if "app.kubernetes.io/component" not in selector:
-            errors.append(f"{where}: selector lacks app.kubernetes.io/component")
-        if any(labels.get(k) != v for k, v in selector.items()):
-            errors.append(f"{where}: selector {selector} does not match pod labels")
-    pod = template["spec"]
-    psc = pod.get("securityContext", {})
-    if pod.get("automountServiceAccountToken") is not False:
-        errors.append(f"{where}: automountServiceAccountToken is not false")
-    if not (psc.get("runAsNonRoot") and psc.get("runAsUser") == 10001
-            and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"):
-        errors.append(f"{where}: pod securityContext is not hardened: {psc}")
-    for c in pod["containers"]:
-        csc = c.get("securityContext", {})
-        if (csc.get("allowPrivilegeEscalation") is not False
-                or csc.get("readOnlyRootFilesystem") is not True
-                or "ALL" not in csc.get("capabilities", {}).get("drop", [])):
-            errors.append(f"{where}/{c['name']}: container securityContext is not hardened")
-        if not any(m.get("mountPath") == "/tmp" for m in c.get("volumeMounts", [])):
-            errors.append(f"{where}/{c['name']}: no writable /tmp mount")
-        if not c.get("resources"):
-            errors.append(f"{where}/{c['name']}: no resources")
-for doc in docs:
-    if doc["kind"] in ("Service", "PodDisruptionBudget"):
-        selector = doc["spec"]["selector"]
-        selector = selector.get("matchLabels", selector)
-        if not any(all(ls.get(k) == v for k, v in selector.items()) for ls in pod_label_sets):
-            errors.append(f"{doc['kind']}/{doc['metadata']['name']}: selects no rendered pod")
-for error in errors:
-    print(f"POLICY: {error}", file=sys.stderr)
-sys.exit(1 if errors else 0)
-PY
+    "${KV_VENV}/bin/python" -m devtools.chart_policy "$1"
 }
 
 run_checks() {

@@ -3,7 +3,7 @@
 #
 # Each role ends in `exec`, so the Python process replaces this shell, becomes PID 1 of the
 # container and receives SIGTERM itself (gunicorn and RQ workers shut down gracefully on it).
-# The roles are parsed out of the `case` below by tests/ops/test_compose.py: keep one role per
+# The roles are parsed out of the `case` below by tests/support/shipping.py: keep one role per
 # pattern line, written as `  name)`.
 set -euo pipefail
 

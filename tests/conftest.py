@@ -12,12 +12,11 @@ import dataclasses
 import os
 from collections.abc import Callable, Iterator
 
-import psycopg2
 import pytest
 import redis
 from flask import Flask
-from sqlalchemy.engine import make_url
 
+from devtools import database as database_tools
 from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
@@ -52,25 +51,7 @@ def service_env(**overrides: str) -> dict[str, str]:
 
 def connect_test_database(url: str = TEST_DATABASE_URL, database: str | None = None):
     """A psycopg2 connection to the test database (or another `database` on its server)."""
-    parsed = make_url(url)
-    return psycopg2.connect(
-        host=parsed.host,
-        port=parsed.port or 5432,
-        user=parsed.username,
-        password=parsed.password,
-        dbname=database or parsed.database,
-    )
-
-
-def _ensure_database(url: str) -> None:
-    name = make_url(url).database
-    admin = connect_test_database(url, "postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,))
-        if cur.fetchone() is None:
-            cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    return database_tools.connect(url, database)
 
 
 @pytest.fixture(scope="session")
@@ -78,7 +59,7 @@ def migrated_database() -> str:
     """The test database, created if missing and upgraded to the migrations' head."""
     from flask_migrate import upgrade
 
-    _ensure_database(TEST_DATABASE_URL)
+    database_tools.ensure_database(TEST_DATABASE_URL)
     app = create_app(Settings.from_env(service_env()))
     with app.app_context():
         upgrade()

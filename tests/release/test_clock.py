@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.support.processes import private_redis
+from devtools.redis_server import private_redis
 from throttle_app.release.clock import POLL_SECONDS, run_clock
 from throttle_app.release.schedule import RELEASES_QUEUE, ReleaseSchedule
 

@@ -18,9 +18,10 @@ import pytest
 import redis
 import requests
 
+from devtools.redis_server import private_redis
 from fake_hubspot import FakeHubSpot
 from tests.support.hubspot_requests import execution_payload, signed_headers
-from tests.support.processes import Stack, kill_group, private_redis
+from tests.support.processes import Stack, kill_group
 from tests.support.release_helpers import PORTAL
 
 pytestmark = pytest.mark.slow

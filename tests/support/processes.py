@@ -1,31 +1,24 @@
-"""Start the project's real processes (through scripts/entrypoint.sh) for end-to-end tests."""
+"""Start the project's real processes (through scripts/entrypoint.sh) for end-to-end tests.
+
+free_port is devtools' (imported here for the tests that use it with the helpers below)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import redis
 import requests
 
+from devtools.ports import free_port
 from fake_hubspot import FakeHubSpot
 from tests.conftest import TEST_REDIS_URL, service_env
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def process_env(env: dict[str, str]) -> dict[str, str]:
@@ -75,48 +68,6 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(5)
-
-
-@contextlib.contextmanager
-def private_redis(tmp_path: Path, *options: str) -> Iterator[str]:
-    """A Redis server of its own on a free loopback port, for tests that FLUSHALL (the shared
-    server's other databases, a developer's stack or another suite, are never touched) or that
-    need server `options` (`--hz 1`)."""
-    server = shutil.which("redis-server")
-    assert server, "redis-server is missing: bash scripts/services.sh installs it"
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            *options,
-        ],
-        cwd=tmp_path,
-        stdout=open(tmp_path / "redis.log", "wb"),  # noqa: SIM115 (closed with the process)
-        stderr=subprocess.STDOUT,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                redis.Redis.from_url(url).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline or process.poll() is not None:
-                    raise
-                time.sleep(0.05)
-        yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 class Stack:

@@ -10,16 +10,17 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psycopg2
 import redis
 from flask import Flask
 
+from devtools import ROOT
+from devtools.database import reset_database
+from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 from throttle_app.services import services_of
 
-ROOT = Path(__file__).resolve().parent.parent
 SECRET = "bench-client-secret"
 DB = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench")
 REDIS = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
@@ -45,14 +46,7 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
 
 def fresh_database(env: dict[str, str]) -> None:
     """Drop and recreate the benchmark database, empty its Redis database, migrate."""
-    url = env["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    admin = psycopg2.connect(url.rsplit("/", 1)[0] + "/postgres")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{name}"')
-    admin.close()
+    reset_database(env["DATABASE_URL"])
     redis.Redis.from_url(env["REDIS_URL"]).flushdb()
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "throttle_app", "db", "upgrade"],
@@ -63,7 +57,7 @@ def fresh_database(env: dict[str, str]) -> None:
     )
 
 
-def installed_app(fake) -> tuple[dict[str, str], Flask]:
+def installed_app(fake: FakeHubSpot) -> tuple[dict[str, str], Flask]:
     """A fresh benchmark database and an app whose portal PORTAL is installed at `fake`; the
     environment the service's processes get."""
     env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)

@@ -1,0 +1,134 @@
+"""Benchmark the release engine: real RQ workers (with their release clocks), PostgreSQL, Redis
+and the fake HubSpot at HubSpot's limits (110 calls / 10 s per portal, batches of <= 100).
+
+Two scenarios, each from a fresh benchmark database:
+  throughput  one portal, 10,000 held executions, rate 10,000/s: HubSpot's limit is the
+              bottleneck; reports completions/s, calls against the token bucket's allowance,
+              average batch size and 429s;
+  rates       three queues (100 per 2 s, 50 per 1 s, 10 per 1 s) with a backlog each: reports the
+              largest count in any window of T against N and the sustained rate against N/T.
+
+    python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg2
+from flask import Flask
+
+from devtools import ROOT
+from devtools.bench.environment import DB, PORTAL, REDIS, SECRET, installed_app, service_env
+from fake_hubspot import FakeHubSpot
+from throttle_app.config import Settings
+from throttle_app.release.schedule import app_schedule
+
+
+def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
+    conn = psycopg2.connect(DB)
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "INSERT INTO throttle_queues (queue_key, portal_id, workflow_id, action_id,"
+            " max_throughput, period_seconds) VALUES (%s, %s, 1, %s, %s, %s) RETURNING id",
+            (f"{PORTAL}:1:{name}", PORTAL, name, max_throughput, seconds),
+        )
+        queue = cur.fetchone()[0]
+        cur.execute(
+            "INSERT INTO action_executions (callback_id, queue_id, portal_id, workflow_id,"
+            " action_id, max_throughput, period_seconds, hold_expires_at)"
+            " SELECT %s || '-' || n, %s, %s, 1, %s, %s, %s, now() + interval '7 days'"
+            " FROM generate_series(0, %s - 1) AS n",
+            (name, queue, PORTAL, name, max_throughput, seconds, count),
+        )
+    conn.close()
+    return queue
+
+
+def run(
+    env: dict[str, str], app: Flask, workers: int, queues: list[int], total: int, fake: FakeHubSpot
+) -> float:
+    processes = [
+        subprocess.Popen(
+            ["bash", "scripts/entrypoint.sh", "worker"],
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(workers)
+    ]
+    started = time.monotonic()
+    try:
+        time.sleep(1.0)
+        with app.app_context():
+            app_schedule().wake(queues)
+        while len({c["callback_id"] for c in fake.completions()}) < total:
+            if time.monotonic() - started > 300:
+                sys.exit("benchmark timed out")
+            time.sleep(0.2)
+    finally:
+        for process in processes:
+            os.killpg(process.pid, signal.SIGTERM)
+            process.wait(30)
+    return time.monotonic() - started
+
+
+def throughput(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> None:
+    queue = hold("bulk", 10_000, 10_000, 1)
+    run(env, app, workers, [queue], 10_000, fake)
+    completions = fake.completions()
+    times = sorted(c["time"] for c in completions)
+    elapsed = times[-1] - times[0]
+    calls = len({c["batch_id"] for c in completions})
+    settings = app.config["THROTTLE_SETTINGS"]
+    allowance = settings.bucket_capacity + settings.bucket_refill_per_second * elapsed
+    print(
+        f"throughput: {len(completions)} completions in {elapsed:.2f}s ="
+        f" {len(completions) / elapsed:.0f}/s; {calls} calls against a bucket allowance of"
+        f" {allowance:.1f} ({calls / allowance:.0%}); average batch"
+        f" {len(completions) / calls:.1f}; 429s: {fake.stats()['rate_limited']}"
+    )
+
+
+def rates(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> None:
+    specs = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]
+    queues = [hold(name, count, n, t) for name, n, t, count in specs]
+    run(env, app, workers, queues, sum(s[3] for s in specs), fake)
+    completions = fake.completions()
+    for name, n, t, _ in specs:
+        times = sorted(c["time"] for c in completions if c["callback_id"].startswith(f"{name}-"))
+        largest = max(bisect.bisect_left(times, x + t) - i for i, x in enumerate(times))
+        sustained = (len(times) - n) / (times[-1] - times[0])
+        print(
+            f"rates: {n} per {t}s: largest count in any {t}s window {largest} (N = {n});"
+            f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
+            f" ({sustained / (n / t) - 1:+.1%}); 429s: {fake.stats()['rate_limited']}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--scenario", choices=["throughput", "rates", "all"], default="all")
+    args = parser.parse_args()
+    bucket = Settings.from_env(service_env(DB, REDIS))
+    print(
+        f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
+        f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
+    )
+    for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
+        with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
+            env, app = installed_app(fake)
+            {"throughput": throughput, "rates": rates}[scenario](env, app, fake, args.workers)
+
+
+if __name__ == "__main__":
+    main()

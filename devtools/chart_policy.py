@@ -1,0 +1,89 @@
+"""What schema validation cannot see in the Helm chart's rendered manifests:
+`python -m devtools.chart_policy RENDERED.yaml` (scripts/check_chart.sh runs it per value set).
+
+Selectors carry the component and match their pod labels; Services and PodDisruptionBudgets
+select a rendered pod; every pod is hardened (non-root uid 10001, RuntimeDefault seccomp, no
+service-account token, no privilege escalation, read-only root, ALL capabilities dropped), has a
+writable /tmp and resources. Exit 1 with one `POLICY:` line on stderr per violation.
+
+Needs only PyYAML: check_chart.sh runs it with kubernetes-validate's interpreter.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import yaml
+
+Manifest = dict[str, Any]
+
+
+def pod_violations(doc: Manifest) -> list[str]:
+    """The violations of one Deployment or Job: labels, selector, pod and container hardening."""
+    errors = []
+    kind, name = doc["kind"], doc["metadata"]["name"]
+    where = f"{kind}/{name}"
+    template = doc["spec"]["template"]
+    labels = template["metadata"].get("labels", {})
+    if "app.kubernetes.io/component" not in labels:
+        errors.append(f"{where}: pod labels lack app.kubernetes.io/component")
+    if kind == "Deployment":
+        selector = doc["spec"]["selector"]["matchLabels"]
+        if "app.kubernetes.io/component" not in selector:
+            errors.append(f"{where}: selector lacks app.kubernetes.io/component")
+        if any(labels.get(k) != v for k, v in selector.items()):
+            errors.append(f"{where}: selector {selector} does not match pod labels")
+    pod = template["spec"]
+    psc = pod.get("securityContext", {})
+    if pod.get("automountServiceAccountToken") is not False:
+        errors.append(f"{where}: automountServiceAccountToken is not false")
+    if not (
+        psc.get("runAsNonRoot")
+        and psc.get("runAsUser") == 10001
+        and psc.get("seccompProfile", {}).get("type") == "RuntimeDefault"
+    ):
+        errors.append(f"{where}: pod securityContext is not hardened: {psc}")
+    for c in pod["containers"]:
+        csc = c.get("securityContext", {})
+        if (
+            csc.get("allowPrivilegeEscalation") is not False
+            or csc.get("readOnlyRootFilesystem") is not True
+            or "ALL" not in csc.get("capabilities", {}).get("drop", [])
+        ):
+            errors.append(f"{where}/{c['name']}: container securityContext is not hardened")
+        if not any(m.get("mountPath") == "/tmp" for m in c.get("volumeMounts", [])):  # noqa: S108
+            errors.append(f"{where}/{c['name']}: no writable /tmp mount")
+        if not c.get("resources"):
+            errors.append(f"{where}/{c['name']}: no resources")
+    return errors
+
+
+def violations(docs: list[Manifest]) -> list[str]:
+    """Every violation in a rendered chart (its documents, empty ones removed)."""
+    errors = []
+    pods = [doc for doc in docs if doc["kind"] in ("Deployment", "Job")]
+    pod_label_sets = [doc["spec"]["template"]["metadata"].get("labels", {}) for doc in pods]
+    for doc in pods:
+        errors += pod_violations(doc)
+    for doc in docs:
+        if doc["kind"] in ("Service", "PodDisruptionBudget"):
+            selector = doc["spec"]["selector"]
+            selector = selector.get("matchLabels", selector)
+            if not any(all(ls.get(k) == v for k, v in selector.items()) for ls in pod_label_sets):
+                errors.append(f"{doc['kind']}/{doc['metadata']['name']}: selects no rendered pod")
+    return errors
+
+
+def main(argv: list[str]) -> int:
+    """Check the rendered manifests in the file argv[0]; 0 when they hold, else 1."""
+    with open(argv[0]) as rendered:
+        docs = [doc for doc in yaml.safe_load_all(rendered) if doc]
+    errors = violations(docs)
+    for error in errors:
+        print(f"POLICY: {error}", file=sys.stderr)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
