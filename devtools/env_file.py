@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from devtools import ROOT
-from throttle_app.oauth.cipher import generate_key
+from throttle_app.encryption_keys import generate_key
 
 GENERATORS: dict[str, Callable[[], str]] = {
     "HUBSPOT_CLIENT_ID": lambda: f"throttle-dev-{secrets.token_hex(4)}",

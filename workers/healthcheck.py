@@ -24,7 +24,7 @@ bare uuid names (schedulers started without that name) are attributed to no host
 alive is accepted only when no host-named instance is alive for this host, which is the same
 answer when the deployment runs a single scheduler (the chart runs exactly one).
 
-The Redis key names are RQ's and rq-scheduler's (tests/ops/test_entrypoint_roles.py checks them
+The Redis key names are RQ's and rq-scheduler's (tests/ops/test_healthcheck.py checks them
 against the installed packages). They are kept here so the probe imports only redis-py, not
 rq and rq_scheduler as well (docs/measurements.md has the import time saved).
 """

@@ -16,7 +16,8 @@ from devtools.bench.environment import DB, PORTAL, SECRET, installed_app
 from fake_hubspot import FakeHubSpot
 from throttle_app.extensions import db
 from throttle_app.release import cleaner
-from throttle_app.release.schedule import WAKEUPS_KEY, app_schedule
+from throttle_app.release.schedule import WAKEUPS_KEY
+from throttle_app.services import services_of
 
 
 def queues_with_work(count: int) -> None:
@@ -47,7 +48,7 @@ def main() -> None:
         _, app = installed_app(fake)
         queues_with_work(args.queues)
         with app.app_context():
-            schedule = app_schedule()
+            schedule = services_of(app).schedule
             for n in range(1, args.passes + 1):
                 schedule.connection.delete(WAKEUPS_KEY)  # as after a Redis wipe
                 started = time.perf_counter()

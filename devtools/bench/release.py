@@ -28,7 +28,7 @@ from devtools import ROOT
 from devtools.bench.environment import DB, PORTAL, REDIS, SECRET, installed_app, service_env
 from fake_hubspot import FakeHubSpot
 from throttle_app.config import Settings
-from throttle_app.release.schedule import app_schedule
+from throttle_app.services import services_of
 
 
 def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
@@ -69,7 +69,7 @@ def run(
     try:
         time.sleep(1.0)
         with app.app_context():
-            app_schedule().wake(queues)
+            services_of(app).schedule.wake(queues)
         while len({c["callback_id"] for c in fake.completions()}) < total:
             if time.monotonic() - started > 300:
                 sys.exit("benchmark timed out")

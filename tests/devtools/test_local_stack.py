@@ -14,7 +14,7 @@ from honcho.environ import expand_processes, parse_procfile
 
 from devtools import ROOT, env_file, local_stack
 from devtools.local_stack import StackError, StackSettings
-from throttle_app.oauth.cipher import generate_key
+from throttle_app.encryption_keys import generate_key
 
 
 def test_settings_defaults_and_urls() -> None:
