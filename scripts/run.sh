@@ -133,6 +133,8 @@ export HUBSPOT_API_BASE="${FAKE_BASE}"
 export HUBSPOT_APP_BASE="${FAKE_BASE}"
 export PUBLIC_BASE_URL="http://127.0.0.1:${PORT}"
 export THROTTLE_LOG_JSON="${THROTTLE_LOG_JSON:-false}"
+export THROTTLE_DEV_MODE=true # dev secrets, an http:// fake HubSpot: development only
+export THROTTLE_WEB_DASHBOARD="${THROTTLE_WEB_DASHBOARD:-true}" # /rq on the local API
 
 "${PY}" - "${DEV_PG_URL%/}" "${DEV_DATABASE}" <<'PY'
 import sys

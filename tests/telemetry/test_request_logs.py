@@ -27,7 +27,7 @@ from throttle_app.telemetry.logs import configure_logging, current_context
 from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 UPSTREAM_TOKEN = "upstream-token-zq81-7731-aa"
-CONFIG_TOKEN = "test-config-token"  # CONFIG_API_TOKEN in service_env(): a literal secret
+CONFIG_TOKEN = "test-config-token-0123456789abcdef"  # service_env()'s CONFIG_API_TOKEN, literally
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
 
