@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import redis
 import requests
@@ -78,31 +79,40 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
 
 
 @contextlib.contextmanager
-def private_redis(tmp_path: Path, *options: str) -> Iterator[str]:
+def private_redis(
+    tmp_path: Path, *options: str, password: str | None = None, tls: bool = False
+) -> Iterator[str]:
     """A Redis server of its own on a free loopback port, for tests that FLUSHALL (the shared
     server's other databases, a developer's stack or another suite, are never touched) or that
-    need server `options` (`--hz 1`)."""
+    need server `options` (`--hz 1`). Yields its URL.
+
+    `password`: the server requires AUTH (`--requirepass`); the URL carries the password.
+    `tls`: the server speaks only TLS, with a certificate for 127.0.0.1 from a throwaway CA
+    (tests/support/tls.py); the URL is `rediss://...?ssl_ca_certs=<that CA>`, so a client
+    verifies the certificate and the host name as it would in production."""
     server = shutil.which("redis-server")
     assert server, "redis-server is missing: bash scripts/services.sh installs it"
     port = free_port()
+    listen = ["--port", str(port)]
+    scheme, query = "redis", ""
+    if tls:
+        from tests.support.tls import make_server_certificate
+
+        certificate = make_server_certificate(tmp_path / "redis-tls")
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no"]
+        listen += ["--tls-cert-file", str(certificate.cert), "--tls-key-file", str(certificate.key)]
+        listen += ["--tls-ca-cert-file", str(certificate.ca)]
+        scheme, query = "rediss", f"?ssl_ca_certs={certificate.ca}"
+    if password:
+        listen += ["--requirepass", password]
     process = subprocess.Popen(
-        [
-            server,
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            *options,
-        ],
+        [server, "--bind", "127.0.0.1", *listen, "--save", "", "--appendonly", "no", *options],
         cwd=tmp_path,
         stdout=open(tmp_path / "redis.log", "wb"),  # noqa: SIM115 (closed with the process)
         stderr=subprocess.STDOUT,
     )
-    url = f"redis://127.0.0.1:{port}/0"
+    auth = f":{quote(password, safe='')}@" if password else ""
+    url = f"{scheme}://{auth}127.0.0.1:{port}/0{query}"
     try:
         deadline = time.monotonic() + 10
         while True:
@@ -144,14 +154,21 @@ class Stack:
             THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         )
         self.tmp_path = tmp_path
-        self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
-        self.workers = [self.start_worker(n) for n in range(workers)]
-        self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
-        wait_for_http(f"{self.base}/api/health", process=self.web)
+        self.web = self.scheduler = None
+        self.workers: list[subprocess.Popen] = []
+        try:
+            self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
+            self.workers = [self.start_worker(n) for n in range(workers)]
+            self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
+            wait_for_http(f"{self.base}/api/health", process=self.web)
+        except BaseException:
+            self.stop()  # a stack that did not start leaves no process behind
+            raise
 
     def start_worker(self, n: int):
         return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
 
     def stop(self) -> None:
         for process in [self.web, self.scheduler, *self.workers]:
-            kill_group(process, signal.SIGTERM)
+            if process is not None:
+                kill_group(process, signal.SIGTERM)
