@@ -6,8 +6,10 @@
 #        kubernetes-validate   from PyPI, in its own venv
 #   2. helm lint --strict, helm template, and kubernetes-validate --strict for the default values
 #      and for each helm/ci-values/*.yaml;
-#   3. a self-test: a copy of the chart broken four ways (template syntax, an unknown manifest
-#      field, a Service selecting no pod, a mistyped value) must fail the checks.
+#   3. a self-test: a copy of the chart broken eight ways (template syntax, an unknown manifest
+#      field, a Service selecting no pod, a mistyped value, a NetworkPolicy selecting no pod,
+#      workers accepting connections, an Ingress publishing /, a dev-only setting in extraEnv)
+#      must fail the checks.
 #
 # usage: scripts/check_chart.sh [--no-self-test | --self-test-only]
 # Exits non-zero on any failure. Rendered manifests are kept in .cache/chart-render/.
@@ -96,6 +98,9 @@ check_values() {
 
 # check_policy RENDERED_FILE: what schema validation cannot see. Selectors carry the component and
 # match their pod labels; Services select existing pods; every pod is hardened and has /tmp.
+# Closed by default: an Ingress routes only the public paths; when NetworkPolicies are rendered,
+# every pod is under one that denies ingress and limits egress to listed ports, only web pods
+# accept connections, and only from named peers.
 check_policy() {
     "${KV_VENV}/bin/python" - "$1" <<'PY'
 import sys
@@ -144,6 +149,40 @@ for doc in docs:
         selector = selector.get("matchLabels", selector)
         if not any(all(ls.get(k) == v for k, v in selector.items()) for ls in pod_label_sets):
             errors.append(f"{doc['kind']}/{doc['metadata']['name']}: selects no rendered pod")
+PUBLIC_PATHS = ("/api/hubspot/", "/api/oauth/")
+for doc in docs:
+    if doc["kind"] != "Ingress":
+        continue
+    for rule in doc["spec"]["rules"]:
+        for path in rule["http"]["paths"]:
+            if not path["path"].startswith(PUBLIC_PATHS):
+                errors.append(f"Ingress/{doc['metadata']['name']}: routes {path['path']}"
+                              f" (only the public paths {', '.join(PUBLIC_PATHS)})")
+
+
+def selects(selector, labels):
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+for policy in policies:
+    where = f"NetworkPolicy/{policy['metadata']['name']}"
+    spec = policy["spec"]
+    if not any(selects(spec["podSelector"], labels) for labels in pod_label_sets):
+        errors.append(f"{where}: selects no rendered pod")
+    for rule in spec.get("egress") or []:
+        if not rule.get("ports"):
+            errors.append(f"{where}: an egress rule without ports")
+    for rule in spec.get("ingress") or []:
+        if not rule.get("from") or not all(rule["from"]):
+            errors.append(f"{where}: accepts connections from anywhere")
+for labels in pod_label_sets if policies else []:
+    component = labels.get("app.kubernetes.io/component")
+    mine = [p["spec"] for p in policies if selects(p["spec"]["podSelector"], labels)]
+    if not any({"Ingress", "Egress"} <= set(spec.get("policyTypes", [])) for spec in mine):
+        errors.append(f"pods {component}: no NetworkPolicy closes their ingress and egress")
+    if component != "web" and any(spec.get("ingress") for spec in mine):
+        errors.append(f"pods {component}: a NetworkPolicy lets them accept connections")
 for error in errors:
     print(f"POLICY: {error}", file=sys.stderr)
 sys.exit(1 if errors else 0)
@@ -220,6 +259,28 @@ run_self_test() {
     expect_failure "a mistyped value (web.replica)" "replica" "${CHART}" \
         "${scratch}/typo-values.yaml" ||
         failures=$((failures + 1))
+
+    broken="${scratch}/netpol/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/selectorLabels" (dict "root" . "component" "web")/selectorLabels" (dict "root" . "component" "webs")/' \
+        "${broken}/templates/networkpolicy.yaml"
+    expect_failure "a NetworkPolicy selecting no pod" "NetworkPolicy/throttle-web: selects no rendered pod" \
+        "${broken}" || failures=$((failures + 1))
+
+    broken="${scratch}/open/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/^  ingress: \[\]$/  ingress: [{from: [{podSelector: {}}]}]/' "${broken}/templates/networkpolicy.yaml"
+    expect_failure "workers accepting connections" "pods worker-releases: a NetworkPolicy lets them accept" \
+        "${broken}" || failures=$((failures + 1))
+
+    printf 'web:\n  ingress:\n    enabled: true\n    hosts:\n      - host: a.example.com\n        paths:\n          - path: /\n' \
+        >"${scratch}/root-ingress.yaml"
+    expect_failure "an Ingress publishing /" "routes / \\(only the public paths" "${CHART}" \
+        "${scratch}/root-ingress.yaml" || failures=$((failures + 1))
+
+    printf 'config:\n  extraEnv:\n    THROTTLE_DEV_MODE: "true"\n' >"${scratch}/dev-mode.yaml"
+    expect_failure "development mode through extraEnv" "propertyName .THROTTLE_DEV_MODE" "${CHART}" \
+        "${scratch}/dev-mode.yaml" || failures=$((failures + 1))
 
     rm -f "${RENDER_DIR}/self-test.yaml"
     if [[ "${failures}" -gt 0 ]]; then
