@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import service_env
-from throttle_app.config import MIN_SECRET_LENGTH, SETTINGS, ConfigError, Settings, sqlalchemy_url
+from throttle_app.config import SETTINGS, ConfigError, Settings, sqlalchemy_url
+from throttle_app.config_refusals import MIN_SECRET_LENGTH
 
 PUBLIC = "https://throttle.example.com"
 

@@ -33,7 +33,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Flask, Response, jsonify, request
 
-from throttle_app.config import SETTINGS, ConfigError, Settings, check_closed_by_default
+from throttle_app.config import SETTINGS, ConfigError, Settings
+from throttle_app.config_refusals import check_closed_by_default
 from throttle_app.config_rows import read_rows
 from throttle_app.release.job_format import JOB_SERIALIZER, JsonJob
 
