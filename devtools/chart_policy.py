@@ -4,7 +4,10 @@
 Selectors carry the component and match their pod labels; Services and PodDisruptionBudgets
 select a rendered pod; every pod is hardened (non-root uid 10001, RuntimeDefault seccomp, no
 service-account token, no privilege escalation, read-only root, ALL capabilities dropped), has a
-writable /tmp and resources. Exit 1 with one `POLICY:` line on stderr per violation.
+writable /tmp and resources. Closed by default: an Ingress routes only the public paths; when
+NetworkPolicies are rendered, every pod is under one that closes ingress and egress, egress rules
+name their ports, only web pods accept connections, and only from named peers. Exit 1 with one
+`POLICY:` line on stderr per violation.
 
 Needs only PyYAML: check_chart.sh runs it with kubernetes-validate's interpreter.
 """
@@ -17,6 +20,7 @@ from typing import Any
 import yaml
 
 Manifest = dict[str, Any]
+PUBLIC_PATHS = ("/api/hubspot/", "/api/oauth/")
 
 
 def pod_violations(doc: Manifest) -> list[str]:
@@ -72,6 +76,52 @@ def violations(docs: list[Manifest]) -> list[str]:
             selector = selector.get("matchLabels", selector)
             if not any(all(ls.get(k) == v for k, v in selector.items()) for ls in pod_label_sets):
                 errors.append(f"{doc['kind']}/{doc['metadata']['name']}: selects no rendered pod")
+    return errors + ingress_violations(docs) + network_violations(docs, pod_label_sets)
+
+
+def ingress_violations(docs: list[Manifest]) -> list[str]:
+    """Ingress rules that route anything but the public paths."""
+    errors = []
+    for doc in docs:
+        if doc["kind"] != "Ingress":
+            continue
+        for rule in doc["spec"]["rules"]:
+            for path in rule["http"]["paths"]:
+                if not path["path"].startswith(PUBLIC_PATHS):
+                    errors.append(
+                        f"Ingress/{doc['metadata']['name']}: routes {path['path']}"
+                        f" (only the public paths {', '.join(PUBLIC_PATHS)})"
+                    )
+    return errors
+
+
+def _selects(selector: Manifest, labels: Manifest) -> bool:
+    return all(labels.get(k) == v for k, v in selector.get("matchLabels", {}).items())
+
+
+def network_violations(docs: list[Manifest], pod_label_sets: list[Manifest]) -> list[str]:
+    """When NetworkPolicies are rendered: every pod closed both ways, egress by port, only web
+    pods accept connections, and only from named peers."""
+    errors = []
+    policies = [doc for doc in docs if doc["kind"] == "NetworkPolicy"]
+    for policy in policies:
+        where = f"NetworkPolicy/{policy['metadata']['name']}"
+        spec = policy["spec"]
+        if not any(_selects(spec["podSelector"], labels) for labels in pod_label_sets):
+            errors.append(f"{where}: selects no rendered pod")
+        for rule in spec.get("egress") or []:
+            if not rule.get("ports"):
+                errors.append(f"{where}: an egress rule without ports")
+        for rule in spec.get("ingress") or []:
+            if not rule.get("from") or not all(rule["from"]):
+                errors.append(f"{where}: accepts connections from anywhere")
+    for labels in pod_label_sets if policies else []:
+        component = labels.get("app.kubernetes.io/component")
+        mine = [p["spec"] for p in policies if _selects(p["spec"]["podSelector"], labels)]
+        if not any({"Ingress", "Egress"} <= set(spec.get("policyTypes", [])) for spec in mine):
+            errors.append(f"pods {component}: no NetworkPolicy closes their ingress and egress")
+        if component != "web" and any(spec.get("ingress") for spec in mine):
+            errors.append(f"pods {component}: a NetworkPolicy lets them accept connections")
     return errors
 
 

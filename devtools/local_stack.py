@@ -103,6 +103,7 @@ def stack_env(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str, 
     and this interpreter's venv first on PATH."""
     env = {**os.environ, **secrets}
     env.setdefault("THROTTLE_LOG_JSON", "false")
+    env.setdefault("THROTTLE_WEB_DASHBOARD", "true")  # /rq on the local API
     env.update(
         PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         PYTHONUNBUFFERED="1",
@@ -114,6 +115,7 @@ def stack_env(settings: StackSettings, secrets: Mapping[str, str]) -> dict[str, 
         HUBSPOT_API_BASE=settings.fake,
         HUBSPOT_APP_BASE=settings.fake,
         PUBLIC_BASE_URL=settings.api,
+        THROTTLE_DEV_MODE="true",  # dev secrets and an http:// fake HubSpot: development only
     )
     return env
 

@@ -6,8 +6,10 @@
 #        kubernetes-validate   from PyPI, in its own venv
 #   2. helm lint --strict, helm template, and kubernetes-validate --strict for the default values
 #      and for each helm/ci-values/*.yaml;
-#   3. a self-test: a copy of the chart broken four ways (template syntax, an unknown manifest
-#      field, a Service selecting no pod, a mistyped value) must fail the checks.
+#   3. a self-test: a copy of the chart broken eight ways (template syntax, an unknown manifest
+#      field, a Service selecting no pod, a mistyped value, a NetworkPolicy selecting no pod,
+#      workers accepting connections, an Ingress publishing /, a dev-only setting in extraEnv)
+#      must fail the checks.
 #
 # usage: scripts/check_chart.sh [--no-self-test | --self-test-only]
 # Exits non-zero on any failure. Rendered manifests are kept in .cache/chart-render/.
@@ -95,7 +97,8 @@ check_values() {
 }
 
 # check_policy RENDERED_FILE: what schema validation cannot see (devtools/chart_policy.py:
-# selectors, Services selecting pods, hardened pods with /tmp). kubernetes-validate's own
+# selectors, Services selecting pods, hardened pods with /tmp, public-only Ingress paths, closed
+# NetworkPolicies). kubernetes-validate's own
 # interpreter runs it (it has PyYAML), from the repository root so devtools is importable.
 check_policy() {
     "${KV_VENV}/bin/python" -m devtools.chart_policy "$1"
@@ -171,6 +174,28 @@ run_self_test() {
     expect_failure "a mistyped value (web.replica)" "replica" "${CHART}" \
         "${scratch}/typo-values.yaml" ||
         failures=$((failures + 1))
+
+    broken="${scratch}/netpol/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/selectorLabels" (dict "root" . "component" "web")/selectorLabels" (dict "root" . "component" "webs")/' \
+        "${broken}/templates/networkpolicy.yaml"
+    expect_failure "a NetworkPolicy selecting no pod" "NetworkPolicy/throttle-web: selects no rendered pod" \
+        "${broken}" || failures=$((failures + 1))
+
+    broken="${scratch}/open/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/^  ingress: \[\]$/  ingress: [{from: [{podSelector: {}}]}]/' "${broken}/templates/networkpolicy.yaml"
+    expect_failure "workers accepting connections" "pods worker-releases: a NetworkPolicy lets them accept" \
+        "${broken}" || failures=$((failures + 1))
+
+    printf 'web:\n  ingress:\n    enabled: true\n    hosts:\n      - host: a.example.com\n        paths:\n          - path: /\n' \
+        >"${scratch}/root-ingress.yaml"
+    expect_failure "an Ingress publishing /" "routes / \\(only the public paths" "${CHART}" \
+        "${scratch}/root-ingress.yaml" || failures=$((failures + 1))
+
+    printf 'config:\n  extraEnv:\n    THROTTLE_DEV_MODE: "true"\n' >"${scratch}/dev-mode.yaml"
+    expect_failure "development mode through extraEnv" "propertyName .THROTTLE_DEV_MODE" "${CHART}" \
+        "${scratch}/dev-mode.yaml" || failures=$((failures + 1))
 
     rm -f "${RENDER_DIR}/self-test.yaml"
     if [[ "${failures}" -gt 0 ]]; then

@@ -29,12 +29,18 @@ TEST_DATABASE_URL = os.environ.get(
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 TEST_CLIENT_SECRET = "yyyyyyyy-yyyy-yyyy-yyyy-yyyyyyyyyyyy"
 TEST_KEY = base64.b64encode(b"k" * 32).decode()
-CONFIG_AUTH = {"Authorization": "Bearer test-config-token"}  # service_env's CONFIG_API_TOKEN
+TEST_CONFIG_TOKEN = "test-config-token-0123456789abcdef"  # service_env's CONFIG_API_TOKEN
+CONFIG_AUTH = {"Authorization": f"Bearer {TEST_CONFIG_TOKEN}"}
 TABLES = ("action_executions", "throttle_queues", "throttle_configs", "oauth_tokens")
 
 
 def service_env(**overrides: str) -> dict[str, str]:
-    """A complete environment for Settings.from_env, pointing at the test services."""
+    """A complete environment for Settings.from_env, pointing at the test services.
+
+    Development mode is on: the suite's HubSpot is an http:// fake on loopback, and most tests
+    let the signed URL come from the request (no PUBLIC_BASE_URL). Every secret is as long as
+    production requires, so `THROTTLE_DEV_MODE="false", PUBLIC_BASE_URL=...` is a production
+    environment (tests/test_config.py checks it)."""
     env = {
         "DATABASE_URL": TEST_DATABASE_URL,
         "REDIS_URL": TEST_REDIS_URL,
@@ -42,8 +48,9 @@ def service_env(**overrides: str) -> dict[str, str]:
         "HUBSPOT_CLIENT_SECRET": TEST_CLIENT_SECRET,
         "SECRET_KEY": "test-secret-key-not-for-production",
         "TOKEN_ENCRYPTION_KEY": TEST_KEY,
-        "CONFIG_API_TOKEN": "test-config-token",
+        "CONFIG_API_TOKEN": TEST_CONFIG_TOKEN,
         "THROTTLE_LOG_JSON": "false",
+        "THROTTLE_DEV_MODE": "true",
     }
     env.update(overrides)
     return env

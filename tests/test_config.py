@@ -13,6 +13,9 @@ import pytest
 
 from tests.conftest import service_env
 from throttle_app.config import SETTINGS, ConfigError, Settings, sqlalchemy_url
+from throttle_app.config_refusals import MIN_SECRET_LENGTH
+
+PUBLIC = "https://throttle.example.com"
 
 REQUIRED_NAMES = (
     "DATABASE_URL",
@@ -91,8 +94,8 @@ def test_client_secret_loses_the_newline_of_a_mounted_file():
     assert settings.hubspot_client_secret == "abc-secret"
 
 
-def test_startup_error_is_one_line_without_traceback():
-    env = {k: v for k, v in service_env().items() if k != "SECRET_KEY"}
+def start_up_error(env: dict[str, str]) -> list[str]:
+    """The lines `create_app()` prints when start-up stops (it must exit 1)."""
     result = subprocess.run(
         [sys.executable, "-c", "from throttle_app import create_app; create_app()"],
         env={**env, "PATH": "/usr/bin:/bin"},
@@ -101,7 +104,12 @@ def test_startup_error_is_one_line_without_traceback():
         timeout=60,
     )
     assert result.returncode == 1
-    assert result.stderr.strip().splitlines() == [
+    return result.stderr.strip().splitlines()
+
+
+def test_startup_error_is_one_line_without_traceback():
+    env = {k: v for k, v in service_env().items() if k != "SECRET_KEY"}
+    assert start_up_error(env) == [
         "throttle: configuration error: SECRET_KEY is required but not set"
     ]
 
@@ -191,7 +199,8 @@ def test_every_field_is_one_row_with_its_own_name():
     "row", [row for row in SETTINGS if not row.required], ids=lambda row: row.env
 )
 def test_an_unset_or_empty_setting_takes_its_default(row):
-    assert getattr(Settings.from_env(service_env(**{row.env: ""})), row.attr) == row.default
+    env = service_env(**({"PUBLIC_BASE_URL": PUBLIC} | {row.env: ""}))  # valid outside dev mode
+    assert getattr(Settings.from_env(env), row.attr) == row.default
     assert getattr(Settings, row.attr) == row.default
 
 
@@ -215,10 +224,11 @@ def test_integer_bounds_are_inclusive_and_name_the_setting(row):
 
 
 def test_text_is_used_as_written_and_other_kinds_without_surrounding_whitespace():
+    token = " tok-0123456789abcdef0123456789abcdef\n"
     settings = Settings.from_env(
-        service_env(CONFIG_API_TOKEN=" tok\n", PORT=" 8080 ", HUBSPOT_API_BASE=" http://h/ ")
+        service_env(CONFIG_API_TOKEN=token, PORT=" 8080 ", HUBSPOT_API_BASE=" http://h/ ")
     )
-    assert settings.config_api_token == " tok\n"
+    assert settings.config_api_token == token
     assert (settings.port, settings.hubspot_api_base) == (8080, "http://h")
 
 
@@ -242,7 +252,7 @@ def _readme_settings() -> dict[str, str]:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if len(cells) < 2 or not cells[0].startswith("`"):
             continue
-        names = re.findall(r"`([A-Z_]+)`", cells[0])
+        names = re.findall(r"`([A-Z][A-Z0-9_]*|_[A-Z0-9_]+)`", cells[0])
         defaults = cells[1].split(" / ")
         if len(defaults) != len(names):
             defaults = [cells[1]] * len(names)
@@ -295,3 +305,100 @@ def test_the_readme_gives_each_setting_its_real_default():
                 f"{name}: README {cell}, code {'required' if row.required else row.default!r}"
             )
     assert wrong == [], "README.md's ## Settings defaults differ: " + "; ".join(wrong)
+
+
+# Closed by default: outside development mode, start-up refuses what only development may use.
+
+
+def production_env(**overrides: str) -> dict[str, str]:
+    """The suite's environment with development mode off (its secrets are production-sized)."""
+    return service_env(**({"THROTTLE_DEV_MODE": "false", "PUBLIC_BASE_URL": PUBLIC} | overrides))
+
+
+def test_the_suite_environment_is_valid_outside_development_mode():
+    settings = Settings.from_env(production_env())
+    assert settings.dev_mode is False
+    assert settings.web_dashboard is False and settings.require_signature_v3 is False
+
+
+SHORT = "x" * (MIN_SECRET_LENGTH - 1)
+REFUSED = {
+    "no-public-base-url": ({"PUBLIC_BASE_URL": ""}, "PUBLIC_BASE_URL is required"),
+    "http-api-base": ({"HUBSPOT_API_BASE": "http://api.hubapi.com"}, "HUBSPOT_API_BASE must be"),
+    "http-app-base": ({"HUBSPOT_APP_BASE": "http://app.hubspot.com"}, "HUBSPOT_APP_BASE must be"),
+    "bench-endpoints": ({"THROTTLE_BENCH_ENDPOINTS": "true"}, "THROTTLE_BENCH_ENDPOINTS"),
+    "short-client-secret": ({"HUBSPOT_CLIENT_SECRET": SHORT}, "HUBSPOT_CLIENT_SECRET must be"),
+    "short-secret-key": ({"SECRET_KEY": SHORT}, "SECRET_KEY must be at least 32"),
+    "short-config-token": ({"CONFIG_API_TOKEN": SHORT}, "CONFIG_API_TOKEN must be"),
+    "short-metrics-token": ({"THROTTLE_METRICS_TOKEN": SHORT}, "THROTTLE_METRICS_TOKEN must"),
+    "short-dashboard-password": (
+        {"THROTTLE_DASHBOARD_PASSWORD": SHORT},
+        "THROTTLE_DASHBOARD_PASSWORD must",
+    ),
+    "redis-tls-unverified": (
+        {"REDIS_URL": "rediss://:pw@redis.internal:6380/0?ssl_cert_reqs=none"},
+        "ssl_cert_reqs",
+    ),
+    "redis-tls-any-host": (
+        {"REDIS_URL": "rediss://redis.internal:6380/0?ssl_check_hostname=False"},
+        "ssl_check_hostname",
+    ),
+}
+
+
+@pytest.mark.parametrize(("overrides", "named"), REFUSED.values(), ids=REFUSED.keys())
+def test_outside_development_mode_start_up_refuses(overrides, named):
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(production_env(**overrides))
+    message = caught.value.message
+    assert named in message
+    assert len(message.splitlines()) == 1
+    assert "THROTTLE_DEV_MODE" in message
+    assert SHORT not in message and "pw@" not in message  # names the setting, never the value
+
+
+@pytest.mark.parametrize(("overrides", "named"), REFUSED.values(), ids=REFUSED.keys())
+def test_development_mode_allows_it(overrides, named):
+    assert Settings.from_env(production_env(THROTTLE_DEV_MODE="true", **overrides)).dev_mode
+
+
+def test_a_secret_of_exactly_the_minimum_length_is_accepted():
+    exact = "k" * MIN_SECRET_LENGTH
+    names = ("SECRET_KEY", "CONFIG_API_TOKEN", "THROTTLE_METRICS_TOKEN")
+    settings = Settings.from_env(production_env(**dict.fromkeys(names, exact)))
+    assert (settings.secret_key, settings.metrics_token) == (exact, exact)
+
+
+def test_a_verified_tls_redis_url_is_accepted():
+    url = "rediss://:pw@redis.internal:6380/0?ssl_ca_certs=/etc/ca.pem&ssl_cert_reqs=required"
+    assert Settings.from_env(production_env(REDIS_URL=url)).redis_url == url
+
+
+def test_every_refusal_is_named_in_one_line():
+    env = production_env(PUBLIC_BASE_URL="", SECRET_KEY=SHORT, THROTTLE_BENCH_ENDPOINTS="1")
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    message = caught.value.message
+    assert len(message.splitlines()) == 1
+    for name in ("PUBLIC_BASE_URL", "SECRET_KEY", "THROTTLE_BENCH_ENDPOINTS"):
+        assert name in message
+
+
+@pytest.mark.parametrize("mode", ["true", "false"])
+def test_a_redis_url_of_another_scheme_is_refused_in_every_mode(mode):
+    with pytest.raises(ConfigError, match="REDIS_URL must be a redis://"):
+        Settings.from_env(production_env(THROTTLE_DEV_MODE=mode, REDIS_URL="http://redis:6379"))
+
+
+@pytest.mark.parametrize("mode", ["true", "false"])
+def test_the_web_dashboard_needs_a_password_in_every_mode(mode):
+    with pytest.raises(ConfigError, match="THROTTLE_WEB_DASHBOARD needs"):
+        Settings.from_env(production_env(THROTTLE_DEV_MODE=mode, THROTTLE_WEB_DASHBOARD="true"))
+
+
+def test_a_production_refusal_stops_start_up_with_one_line():
+    env = production_env(HUBSPOT_API_BASE="http://api.hubapi.com")
+    assert start_up_error(env) == [
+        "throttle: configuration error: HUBSPOT_API_BASE must be https://"
+        " (THROTTLE_DEV_MODE=true allows this in development only)"
+    ]

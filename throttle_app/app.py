@@ -42,7 +42,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     init_request_context(app)  # first: every later hook and view logs with the request id
     register_views(app, services)
-    init_dashboard(app, settings)  # rq-dashboard at /rq, only with THROTTLE_DASHBOARD_PASSWORD
+    init_dashboard(app, settings)  # rq-dashboard at /rq only with THROTTLE_WEB_DASHBOARD
     register_cli(app, services)
     return app
 

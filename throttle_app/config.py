@@ -9,7 +9,8 @@ Required settings that are missing, and values that do not parse, stop start-up 
 naming the setting (``ConfigError`` is a ``SystemExit``, so gunicorn, ``flask`` and the RQ entry
 points print that line and exit without a traceback). Settings that only make sense together (a
 claim's lease must outlast one HubSpot call) are checked after the table pass, with the same
-one-line error naming all of them.
+one-line error naming all of them; so is what only development mode may run with (a missing
+PUBLIC_BASE_URL, short secrets, ...: config_refusals.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from urllib.parse import unquote, urlsplit
 
+from throttle_app.config_refusals import check_closed_by_default
 from throttle_app.config_rows import (
     REQUIRED,
     ConfigError,
@@ -201,6 +203,12 @@ class Settings:
     )
     log_json: bool = boolean("THROTTLE_LOG_JSON", True, "JSON log lines")
     proxy_fix_hops: int = integer("THROTTLE_PROXY_FIX_HOPS", 0, "trusted proxies", low=0, high=5)
+    # Closed by default: what a deployment must ask for (see `production_refusals`)
+    dev_mode: bool = boolean("THROTTLE_DEV_MODE", False, "development mode: lifts the refusals")
+    web_dashboard: bool = boolean("THROTTLE_WEB_DASHBOARD", False, "rq-dashboard at /rq in web")
+    require_signature_v3: bool = boolean(
+        "THROTTLE_REQUIRE_SIGNATURE_V3", False, "refuse v2-signed webhooks"
+    )
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -260,6 +268,7 @@ class Settings:
         setting that is missing or bad (every missing required one before any malformed one)."""
         settings = cls(**read_rows(SETTINGS, os.environ if env is None else env))
         _check_lease(settings)
+        check_closed_by_default(vars(settings))
         return settings
 
 

@@ -109,10 +109,10 @@ class ActionExecution(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     callback_id: Mapped[str] = mapped_column(String(255), nullable=False)
-    # The queue's id. No foreign key, on purpose: admission writes the queue row before its
-    # executions and queues are never deleted, and an FK check would lock the queue row
-    # (FOR KEY SHARE) for every admitted execution, making intake and release claims queue
-    # behind each other on the hottest row of the system.
+    # The queue's id. No foreign key, on purpose: an FK check would lock the queue row
+    # (FOR KEY SHARE) once for every admitted execution. Admission writes the queue row before
+    # its executions and takes that lock once per batch and queue instead; a queue is deleted
+    # only when idle and empty, under a conflicting lock (release/cleaner.py, purge_queues).
     queue_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
     workflow_id: Mapped[int] = mapped_column(BigInteger, nullable=False)

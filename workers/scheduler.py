@@ -19,6 +19,7 @@ from rq_scheduler import Scheduler
 
 from throttle_app.config import Settings
 from throttle_app.release import jobs
+from throttle_app.release.job_format import JsonJob, JsonQueue
 from throttle_app.release.schedule import MAINTENANCE_QUEUE
 from workers.healthcheck import scheduler_instance_name
 
@@ -36,7 +37,9 @@ class Periodic:
 
     @property
     def job_id(self) -> str:
-        definition = f"{self.func}|{self.interval_seconds}|{self.timeout_seconds}"
+        """Derived from the definition and the job format: a periodic job saved by a release
+        that pickled its jobs has another id, so `register` cancels it and saves a JSON one."""
+        definition = f"{self.func}|{self.interval_seconds}|{self.timeout_seconds}|json"
         return PREFIX + hashlib.sha256(definition.encode()).hexdigest()[:16]
 
 
@@ -87,20 +90,25 @@ class ThrottleScheduler(Scheduler):
         return super().enqueue_jobs()
 
 
+def build_scheduler(settings: Settings, connection: redis.Redis) -> ThrottleScheduler:
+    """The scheduler `main` runs: JSON jobs (release/job_format.py) on the maintenance queue."""
+    return ThrottleScheduler(
+        queue_name=MAINTENANCE_QUEUE,
+        connection=connection,
+        interval=POLL_SECONDS,
+        periodic=periodic_jobs(settings),
+        name=scheduler_instance_name(),  # lets the liveness probe find this host's scheduler
+        job_class=JsonJob,  # the periodic jobs are saved and moved as JSON, never pickle
+        queue_class=JsonQueue,
+    )
+
+
 def main() -> None:
     settings = Settings.from_env()
     from throttle_app.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
-    connection = redis.Redis.from_url(settings.redis_url)
-    periodic = periodic_jobs(settings)
-    scheduler = ThrottleScheduler(
-        queue_name=MAINTENANCE_QUEUE,
-        connection=connection,
-        interval=POLL_SECONDS,
-        periodic=periodic,
-        name=scheduler_instance_name(),  # lets the liveness probe find this host's scheduler
-    )
+    scheduler = build_scheduler(settings, redis.Redis.from_url(settings.redis_url))
     scheduler.run()  # registers the periodic jobs on its first poll, under rq-scheduler's lock
 
 

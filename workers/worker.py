@@ -19,11 +19,12 @@ import os
 import sys
 
 import redis
-from rq import Queue, SimpleWorker
+from rq import SimpleWorker
 
 from throttle_app import create_app
 from throttle_app.release import jobs
 from throttle_app.release.clock import run_clock
+from throttle_app.release.job_format import JOB_SERIALIZER, JsonJob, JsonQueue
 from throttle_app.release.schedule import ALL_QUEUES, RELEASES_QUEUE
 from throttle_app.services import services_of
 
@@ -55,8 +56,10 @@ def main(argv: list[str]) -> None:
         )
         clock.start()
     worker = SimpleWorker(
-        [Queue(name, connection=connection) for name in names],
+        [JsonQueue(name, connection=connection) for name in names],
         connection=connection,
+        serializer=JOB_SERIALIZER,  # loads no pickle: a planted payload fails, nothing runs
+        job_class=JsonJob,
         worker_ttl=WORKER_TTL_SECONDS,  # heartbeats this often: the liveness probe reads them
     )
     try:

@@ -40,6 +40,7 @@ def service_env(database_url: str, redis_url: str, **extra: str) -> dict[str, st
         "SECRET_KEY": "bench-secret-key",
         "TOKEN_ENCRYPTION_KEY": base64.b64encode(b"b" * 32).decode(),
         "THROTTLE_LOG_LEVEL": "WARNING",
+        "THROTTLE_DEV_MODE": "true",  # bench secrets, an http:// fake HubSpot, bench endpoints
         **extra,
     }
 

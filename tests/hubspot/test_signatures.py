@@ -35,13 +35,15 @@ def test_v2_matches_hubspot_vector_for_get():
     )
 
 
+VECTOR_BODY = b'{"example_field":"example_value"}'
+VECTOR_V2_HEADERS = {
+    "X-HubSpot-Signature": "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900",
+    "X-HubSpot-Signature-Version": "v2",
+}
+
+
 def test_v2_vector_verifies_through_verify_request():
-    body = b'{"example_field":"example_value"}'
-    headers = {
-        "X-HubSpot-Signature": "9569219f8ba981ffa6f6f16aa0f48637d35d728c7e4d93d0d52efaa512af7900",
-        "X-HubSpot-Signature-Version": "v2",
-    }
-    assert verify_request(VECTOR_SECRET, "POST", VECTOR_URI, body, headers) == "v2"
+    assert verify_request(VECTOR_SECRET, "POST", VECTOR_URI, VECTOR_BODY, VECTOR_V2_HEADERS) == "v2"
 
 
 def test_v3_round_trip_and_timestamp_window():
@@ -158,3 +160,43 @@ def test_secret_is_never_in_the_error(client):
         "/api/hubspot/action", data=body, headers=signed_headers(body, "v2", secret="x")
     )
     assert TEST_CLIENT_SECRET not in response.get_data(as_text=True)
+
+
+# THROTTLE_REQUIRE_SIGNATURE_V3: once HubSpot signs with v3, v2 (no timestamp, replayable) is
+# refused; off (the default), both are accepted.
+
+
+def test_requiring_v3_refuses_a_valid_v2_signature():
+    body, headers = VECTOR_BODY, VECTOR_V2_HEADERS  # verifies as v2 (test above)
+    with pytest.raises(SignatureError, match="v3 signature is required"):
+        verify_request(VECTOR_SECRET, "POST", VECTOR_URI, body, headers, require_v3=True)
+    stamp = str(int(time.time() * 1000))
+    v3 = {
+        "X-HubSpot-Signature-v3": v3_signature(VECTOR_SECRET, "POST", VECTOR_URI, body, stamp),
+        "X-HubSpot-Request-Timestamp": stamp,
+    }
+    assert verify_request(VECTOR_SECRET, "POST", VECTOR_URI, body, v3, require_v3=True) == "v3"
+
+
+@pytest.mark.parametrize(("required", "v2_status"), [(False, 200), (True, 401)])
+def test_endpoint_with_v3_required_or_not(make_app, required, v2_status):
+    client = make_app(require_signature_v3=required).test_client()
+    v2 = post_execution(client, execution_payload(callback_id="sig-v2"), version="v2")
+    assert v2.status_code == v2_status
+    if required:
+        assert v2.json["error"] == (
+            "invalid signature: a v3 signature is required (X-HubSpot-Signature-v3)"
+        )
+    v3 = post_execution(client, execution_payload(callback_id="sig-v3"), version="v3")
+    assert v3.status_code == 200
+    assert v3.json["outputFields"]["hs_execution_state"] == "BLOCK"
+
+
+def test_requiring_v3_does_not_fall_back_to_v2_when_v3_is_bad(make_app):
+    client = make_app(require_signature_v3=True).test_client()
+    body = json.dumps(execution_payload()).encode()
+    headers = signed_headers(body)  # a valid v2 signature
+    headers["X-HubSpot-Signature-v3"] = "bm90LWEtc2lnbmF0dXJl"
+    headers["X-HubSpot-Request-Timestamp"] = str(int(time.time() * 1000))
+    response = client.post("/api/hubspot/action", data=body, headers=headers)
+    assert response.status_code == 401

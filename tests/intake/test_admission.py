@@ -184,9 +184,12 @@ def test_nothing_is_answered_before_the_commit(app, client):
     assert rows(app) == [("c", "pending")]
 
 
-def test_a_row_purged_between_insert_and_read_is_a_503_not_a_block(app, client, monkeypatch):
+def test_a_row_purged_between_insert_and_read_is_stored_again_before_its_block(
+    app, client, monkeypatch
+):
     """The narrow race: the INSERT conflicts with a stored row, the purge deletes it before the
-    read-back. Nothing is stored for this request then, so it must not be told BLOCK."""
+    read-back. Nothing is stored for this request then, so the batch writes it again (as it
+    does for a queue purged under it) and only then answers BLOCK; if it cannot, a 503."""
     import throttle_app.intake.admission as admission_module
 
     post_execution(client, execution_payload(callback_id="purged"))
@@ -197,6 +200,11 @@ def test_a_row_purged_between_insert_and_read_is_a_503_not_a_block(app, client, 
         return read_back(cur, callback_ids)
 
     monkeypatch.setattr(admission_module, "_stored", purge_then_read)
+    response = post_execution(client, execution_payload(callback_id="purged"))
+    assert response.status_code == 200
+    assert response.json["outputFields"]["hs_execution_state"] == "BLOCK"
+    assert rows(app) == [("purged", "pending")]
+    monkeypatch.setattr(admission_module, "QUEUE_GONE_RETRIES", 0)
     response = post_execution(client, execution_payload(callback_id="purged"))
     assert response.status_code == 503
     assert "Retry-After" in response.headers

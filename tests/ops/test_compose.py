@@ -40,6 +40,17 @@ def published(service: dict) -> dict[int, int]:
     return ports
 
 
+def host_addresses(service: dict) -> list[str]:
+    """The host address of each published port ("" when the spec names none: every interface).
+    Long syntax is refused: `host_ip` is easy to leave out there."""
+    addresses = []
+    for spec in service.get("ports", []):
+        assert isinstance(spec, str), f"use HOST_IP:HOST:CONTAINER strings, not {spec!r}"
+        parts = spec.split(":")
+        addresses.append(parts[0] if len(parts) == 3 else "")
+    return addresses
+
+
 def test_every_throttle_service_runs_an_entrypoint_role() -> None:
     roles = entrypoint_roles()
     services = throttle_services(load_compose())
@@ -84,6 +95,15 @@ def test_compose_env_is_accepted_by_the_app_settings() -> None:
     settings = Settings.from_env(env)
     assert settings.hubspot_api_base == env["HUBSPOT_API_BASE"]
     assert settings.dashboard_password == env["THROTTLE_DASHBOARD_PASSWORD"]
+    assert settings.dev_mode, "compose's placeholder secrets must need development mode"
+
+
+def test_compose_publishes_ports_on_loopback_only() -> None:
+    services = load_compose()["services"]
+    publishing = {name: svc for name, svc in services.items() if svc.get("ports")}
+    assert set(publishing) >= {"web", "dashboard", "fake-hubspot"}
+    for name, svc in publishing.items():
+        assert host_addresses(svc) == ["127.0.0.1"] * len(svc["ports"]), name
 
 
 def test_web_port_matches_the_image() -> None:

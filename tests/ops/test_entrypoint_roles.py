@@ -225,7 +225,7 @@ def test_dashboard_role_requires_its_password(redis_conn: redis.Redis, tmp_path:
         "REDIS_URL": TEST_REDIS_URL,
         "PORT": str(port),
         "THROTTLE_DASHBOARD_USERNAME": "ops",
-        "THROTTLE_DASHBOARD_PASSWORD": "role-test-password",
+        "THROTTLE_DASHBOARD_PASSWORD": "role-test-password-0123456789abcdef",
     }
     log = tmp_path / "dashboard.log"
     with running("dashboard", env, log) as dashboard:
@@ -233,7 +233,7 @@ def test_dashboard_role_requires_its_password(redis_conn: redis.Redis, tmp_path:
         wait_for_http(f"{base}/", process=dashboard)
         assert requests.get(f"{base}/", timeout=5).status_code == 401
         assert requests.get(f"{base}/", auth=("ops", "wrong"), timeout=5).status_code == 401
-        good = ("ops", "role-test-password")
+        good = ("ops", "role-test-password-0123456789abcdef")
         assert requests.get(f"{base}/", auth=good, timeout=5).status_code == 200
         deleted = requests.post(f"{base}/job/anything/delete", auth=good, timeout=5)
         assert deleted.json() == {"status": "DISABLED"}

@@ -9,13 +9,14 @@ from rq.job import Job, JobStatus
 
 from tests.conftest import service_env
 from throttle_app.config import Settings
+from throttle_app.release.job_format import JsonJob
 from throttle_app.release.schedule import ReleaseSchedule
 
 
 def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
     """The queue's release job, marked running with a heartbeat `beat_age` seconds old."""
     assert schedule._enqueue(queue_id)
-    job = Job.fetch(f"release-{queue_id}", connection=schedule.connection)
+    job = JsonJob.fetch(f"release-{queue_id}", connection=schedule.connection)
     job.set_status(JobStatus.STARTED)
     job.heartbeat(datetime.now(UTC) - timedelta(seconds=beat_age), ttl=600)
     return job

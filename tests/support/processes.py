@@ -10,11 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import requests
 
 from devtools.ports import free_port
+from devtools.redis_server import TlsFiles
+from devtools.redis_server import private_redis as devtools_private_redis
 from fake_hubspot import FakeHubSpot
 from tests.conftest import TEST_REDIS_URL, service_env
 
@@ -70,6 +73,22 @@ def kill_group(process: subprocess.Popen, sig: int = signal.SIGKILL, timeout: fl
         process.wait(5)
 
 
+@contextlib.contextmanager
+def private_redis(
+    tmp_path: Path, *options: str, password: str | None = None, tls: bool = False
+) -> Iterator[str]:
+    """devtools' private redis-server; `tls=True` makes it TLS-only with a certificate for
+    127.0.0.1 from a throwaway CA (tests/support/tls.py)."""
+    files = None
+    if tls:
+        from tests.support.tls import make_server_certificate
+
+        made = make_server_certificate(tmp_path / "redis-tls")
+        files = TlsFiles(cert=made.cert, key=made.key, ca=made.ca)
+    with devtools_private_redis(tmp_path, *options, password=password, tls=files) as url:
+        yield url
+
+
 class Stack:
     """The service's processes on loopback ports, against the test database and Redis."""
 
@@ -95,14 +114,21 @@ class Stack:
             THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         )
         self.tmp_path = tmp_path
-        self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
-        self.workers = [self.start_worker(n) for n in range(workers)]
-        self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
-        wait_for_http(f"{self.base}/api/health", process=self.web)
+        self.web = self.scheduler = None
+        self.workers: list[subprocess.Popen] = []
+        try:
+            self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
+            self.workers = [self.start_worker(n) for n in range(workers)]
+            self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
+            wait_for_http(f"{self.base}/api/health", process=self.web)
+        except BaseException:
+            self.stop()  # a stack that did not start leaves no process behind
+            raise
 
     def start_worker(self, n: int):
         return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
 
     def stop(self) -> None:
         for process in [self.web, self.scheduler, *self.workers]:
-            kill_group(process, signal.SIGTERM)
+            if process is not None:
+                kill_group(process, signal.SIGTERM)

@@ -15,19 +15,19 @@ import pytest
 import redis
 import requests
 from flask import Flask, request
-from rq import Queue
 
 from tests.conftest import service_env, truncate_all
 from tests.support.hubspot_requests import execution_payload, post_execution
 from tests.support.processes import free_port, kill_group, start_role, wait_for_http
 from throttle_app.intake.admission import AdmissionUnavailable
 from throttle_app.release import jobs
+from throttle_app.release.job_format import JsonQueue
 from throttle_app.services import services_of
 from throttle_app.telemetry.logs import configure_logging, current_context
 from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 UPSTREAM_TOKEN = "upstream-token-zq81-7731-aa"
-CONFIG_TOKEN = "test-config-token"  # CONFIG_API_TOKEN in service_env(): a literal secret
+CONFIG_TOKEN = "test-config-token-0123456789abcdef"  # service_env()'s CONFIG_API_TOKEN, literally
 GENERATED = re.compile(r"[0-9a-f]{32}")
 
 
@@ -136,7 +136,7 @@ def logged_job() -> str:
 
 
 def test_rq_job_lines_carry_the_job_id(app, logs, redis_conn: redis.Redis):
-    queue = Queue("logs-test", connection=redis_conn, is_async=False)
+    queue = JsonQueue("logs-test", connection=redis_conn, is_async=False)
     with app.app_context():
         job = queue.enqueue(logged_job)
     assert job.return_value() == "done"

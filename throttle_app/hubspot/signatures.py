@@ -2,8 +2,14 @@
 
 v3 when its headers are present (HMAC-SHA256 keyed by the client secret over METHOD + URI + body +
 timestamp, base64; timestamps more than 5 minutes off are refused), otherwise v2 (SHA-256 hex of
-secret + METHOD + URI + body). v2 carries no timestamp: replays are made harmless by callbackId
-idempotency. v1 (secret + body, no URI) is not accepted.
+secret + METHOD + URI + body), unless v3 is required. v1 (secret + body, no URI) is not accepted.
+
+Replays: v2 carries no timestamp, so a captured v2 request verifies forever. While its execution
+row is kept (THROTTLE_RETENTION_DAYS), a replay is answered from the stored row and changes
+nothing (callbackId idempotency); once the row is purged, a replay would be admitted as a new
+execution. Requiring v3 (THROTTLE_REQUIRE_SIGNATURE_V3, once HubSpot signs the app's requests
+with v3) closes that: a v3 request is refused 5 minutes after HubSpot signed it, and within those
+5 minutes its row exists.
 """
 
 from __future__ import annotations
@@ -51,8 +57,10 @@ def verify_request(
     body: bytes,
     headers: Mapping[str, str],
     now: float | None = None,
+    require_v3: bool = False,
 ) -> str:
-    """Return the version that verified ("v3" or "v2"); raise SignatureError otherwise."""
+    """Return the version that verified ("v3" or "v2"); raise SignatureError otherwise.
+    With `require_v3`, a request without v3 headers is refused whatever its v2 signature."""
     v3 = headers.get("X-HubSpot-Signature-v3")
     if v3 is not None:
         timestamp = headers.get("X-HubSpot-Request-Timestamp", "")
@@ -70,6 +78,8 @@ def verify_request(
         ):
             raise SignatureError("X-HubSpot-Signature-v3 does not match")
         return "v3"
+    if require_v3:
+        raise SignatureError("a v3 signature is required (X-HubSpot-Signature-v3)")
     signature = headers.get("X-HubSpot-Signature")
     if signature is None:
         raise SignatureError("no HubSpot signature headers")

@@ -29,6 +29,8 @@ __all__ = ["Admission", "AdmissionUnavailable", "Answer"]
 # Queues this process has seen: queue_key -> (queue_id, max_throughput, period_seconds). A batch
 # whose queues are all known, at the rate they were stored with, skips the queue statement.
 KNOWN_QUEUES_LIMIT = 10_000
+# Times a batch creates a queue again after finding it purged (each find costs one round trip).
+QUEUE_GONE_RETRIES = 2
 
 
 class AdmissionUnavailable(Exception):
@@ -138,6 +140,20 @@ class Admission:
                 queues = self._queue_ids(cur, requests)
                 inserted = _insert_executions(cur, first.values(), queues, self._hold)
                 stored = _stored(cur, [cid for cid in first if cid not in inserted])
+                for _ in range(QUEUE_GONE_RETRIES):
+                    if len(inserted) + len(stored) == len(first):
+                        break
+                    # Neither inserted nor stored: its queue was purged (idle and empty, see
+                    # release/cleaner.py) since this process learned its id. Create it anew.
+                    gone = [r for c, r in first.items() if c not in inserted and c not in stored]
+                    for request in gone:
+                        self._known.pop(request.queue_key, None)
+                    queues.update(self._queue_ids(cur, gone))
+                    again = _insert_executions(cur, gone, queues, self._hold)
+                    inserted |= again
+                    stored.update(
+                        _stored(cur, [r.callback_id for r in gone if r.callback_id not in again])
+                    )
         except BaseException:
             self._local.conn = None
             if conn in self._connections:
@@ -218,13 +234,23 @@ FROM throttle_queues WHERE queue_key = ANY(%s)
 # The batch travels as one JSON parameter (an array of row arrays): one quoted string for
 # psycopg2 to send, however many rows; adapting rows one by one cost more Python time than the
 # insert itself (docs/measurements.md).
+# An execution is written only under a FOR KEY SHARE lock of its queue row, taken in the same
+# statement: the cleaner's queue purge locks a row FOR UPDATE (which conflicts) and checks it is
+# still empty before deleting it, so a queue is never deleted under an admission, and a row it
+# deleted first is not returned here (its executions are not written, and the batch creates the
+# queue again). KEY SHARE does not conflict with the release claim's FOR NO KEY UPDATE.
 _INSERT_EXECUTIONS = """
+WITH live_queues AS (
+  SELECT id FROM throttle_queues
+  WHERE id IN (SELECT DISTINCT (r->>1)::bigint FROM json_array_elements($2) AS r)
+  FOR KEY SHARE
+)
 INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,
    max_throughput, period_seconds, hold_expires_at)
 SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::bigint, r->>4, (r->>5)::bigint,
        r->>6, (r->>7)::int, (r->>8)::int, now() + $1
-FROM json_array_elements($2) AS r
+FROM json_array_elements($2) AS r JOIN live_queues q ON q.id = (r->>1)::bigint
 ON CONFLICT (callback_id) DO NOTHING
 RETURNING callback_id
 """

@@ -43,6 +43,7 @@ class IntakeViews:
                 signed_uri(settings.public_base_url),
                 body,
                 request.headers,
+                require_v3=settings.require_signature_v3,
             )
         except SignatureError as exc:
             return json_error(401, f"invalid signature: {exc}")

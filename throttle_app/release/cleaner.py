@@ -6,7 +6,8 @@
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
   one cleaner interval (every queue's next look in one statement and one script call per 1,000
   wake-ups, so a pass stays short with thousands of queues);
-- purges terminal rows older than the retention, in batches (a separate, daily job).
+- purges terminal rows older than the retention, in batches (a separate, daily job), then the
+  queues that have been empty and idle for as long (`purge_queues`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
 from throttle_app.release import claims
+from throttle_app.release.rates import MAX_WINDOW_SECONDS
 from throttle_app.release.schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -122,3 +124,93 @@ def purge(session: Session, retention: timedelta, batch_size: int) -> int:
         total += deleted
         if deleted < batch_size:
             return total
+
+
+# Queue purge. A queue row holds its rate and window state, so only a queue whose state no longer
+# matters goes: not paused or draining (an operator's decision is kept), nothing created,
+# updated, opened or sent for `idle` (the retention), no window still running (next_release_at
+# passed) and no send within the longest window (28 days), so a queue created anew for the same
+# key (a new id, an empty window: it behaves as new) cannot add a second window's sends within T
+# of the old one's. And empty: no execution at all (terminal rows are kept for the retention, so
+# "no rows" also means nothing finished within it; the executions' purge runs first).
+_QUIET = """NOT q.paused AND NOT q.draining
+      AND q.created_at < now() - make_interval(secs => :idle)
+      AND q.updated_at < now() - make_interval(secs => :idle)
+      AND (q.window_opens_at IS NULL OR q.window_opens_at < now() - make_interval(secs => :idle))
+      AND (q.next_release_at IS NULL OR q.next_release_at < now())
+      AND (q.last_sent_at IS NULL OR q.last_sent_at < now() - make_interval(secs => :idle)
+           AND q.last_sent_at < now() - make_interval(secs => :window))
+      AND NOT EXISTS (SELECT 1 FROM action_executions e
+                      WHERE e.queue_id = q.id AND e.state = 'pending')
+      AND NOT EXISTS (SELECT 1 FROM action_executions e
+                      WHERE e.queue_id = q.id AND e.state = 'claimed')"""
+
+# Quiet queues without live executions (throttle_queues, and the pending and claimed indexes).
+_QUIET_QUEUES = text(f"SELECT q.id FROM throttle_queues q WHERE {_QUIET} ORDER BY q.id")  # noqa: S608
+
+# Which of them have no execution at all. action_executions has no index on queue_id alone (a
+# write on the hot path for a daily question), so this reads the table once, for every
+# candidate at once (`= ANY` of an array is hashed), under its own statement timeout.
+_WITHOUT_EXECUTIONS = text(
+    """
+    SELECT id FROM unnest(CAST(:ids AS bigint[])) AS c(id)
+    EXCEPT
+    SELECT queue_id FROM action_executions WHERE queue_id = ANY(CAST(:ids AS bigint[]))
+    """
+)
+SCAN_TIMEOUT_MS = 30 * 60 * 1000
+
+# Delete under a row lock. FOR UPDATE conflicts with the FOR KEY SHARE that admission's insert
+# takes on the queue of every execution it writes (intake/admission.py), so:
+# - an insert holding that lock (in flight) makes the row skipped (SKIP LOCKED);
+# - an insert that comes later waits for this transaction, then finds the row gone, writes
+#   nothing for it and creates the queue anew;
+# - an insert that committed before the lock is seen by the DELETE (a statement of its own, so
+#   a snapshot taken after the lock): its row is live, or finished since the scan began
+#   (finished_at, through its index), or it was sent (the queue's last_sent_at moved).
+_LOCK = text(
+    "SELECT id FROM throttle_queues WHERE id = ANY(CAST(:ids AS bigint[]))"
+    " ORDER BY id FOR UPDATE SKIP LOCKED"
+)
+_DELETE_QUIET_EMPTY = text(
+    f"""
+    DELETE FROM throttle_queues q
+    WHERE q.id = ANY(CAST(:ids AS bigint[])) AND {_QUIET}
+      AND NOT EXISTS (SELECT 1 FROM action_executions e
+                      WHERE e.queue_id = q.id AND e.finished_at >= :finished_since)
+    RETURNING q.id
+    """  # noqa: S608 (module constants only, like the statement above)
+)
+# A row that became terminal in a transaction still open when the scan began has a finished_at
+# a little before the scan: statements are bounded by the statement timeout (10 s by default).
+FINISHED_MARGIN = timedelta(minutes=10)
+
+
+def purge_queues(session: Session, idle: timedelta, batch_size: int) -> int:
+    """Delete the queues that have been empty and idle for `idle` (see _QUIET), at most
+    `batch_size` per transaction; return how many. Safe while admissions run (see _LOCK)."""
+    params = {"idle": idle.total_seconds(), "window": MAX_WINDOW_SECONDS}
+    scan_began = session.execute(text("SELECT clock_timestamp()")).scalar_one()
+    quiet = [queue_id for (queue_id,) in session.execute(_QUIET_QUEUES, params)]
+    session.rollback()
+    if not quiet:
+        return 0
+    session.execute(text(f"SET LOCAL statement_timeout = {SCAN_TIMEOUT_MS}"))
+    empty = sorted(queue_id for (queue_id,) in session.execute(_WITHOUT_EXECUTIONS, {"ids": quiet}))
+    session.rollback()
+    purged = 0
+    for start in range(0, len(empty), batch_size):
+        batch = {"ids": empty[start : start + batch_size]}
+        locked = [queue_id for (queue_id,) in session.execute(_LOCK, batch)]
+        deleted = sorted(
+            queue_id
+            for (queue_id,) in session.execute(
+                _DELETE_QUIET_EMPTY,
+                {**params, "ids": locked, "finished_since": scan_began - FINISHED_MARGIN},
+            )
+        )
+        session.commit()
+        purged += len(deleted)
+        if deleted:
+            log.info("purged %s idle, empty queues (ids %s...)", len(deleted), deleted[:20])
+    return purged

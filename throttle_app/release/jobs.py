@@ -148,13 +148,16 @@ def clean() -> dict:
             db.session.remove()
 
 
-def purge() -> int:
-    """Delete terminal executions older than THROTTLE_RETENTION_DAYS (daily)."""
+def purge() -> dict:
+    """Delete terminal executions older than THROTTLE_RETENTION_DAYS, then the queues empty and
+    idle for as long (daily)."""
     app, services = _services()
     with app.app_context(), _job_context(services, "purge"):
         try:
             settings = services.settings
             retention = timedelta(days=settings.retention_days)
-            return cleaner.purge(db.session, retention, settings.purge_batch_size)
+            executions = cleaner.purge(db.session, retention, settings.purge_batch_size)
+            queues = cleaner.purge_queues(db.session, retention, settings.purge_batch_size)
+            return {"executions": executions, "queues": queues}
         finally:
             db.session.remove()

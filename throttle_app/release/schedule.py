@@ -26,12 +26,12 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 import redis
-from rq import Queue
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
 from throttle_app.deferred_flush import DeferredFlush
+from throttle_app.release.job_format import JsonJob, JsonQueue
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class ReleaseSchedule:
         )
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
-        self.queue = Queue(RELEASES_QUEUE, connection=connection)
+        self.queue = JsonQueue(RELEASES_QUEUE, connection=connection)  # JSON jobs, never pickle
 
     @classmethod
     def from_settings(cls, connection: redis.Redis, settings: Settings) -> ReleaseSchedule:
@@ -207,7 +207,7 @@ class ReleaseSchedule:
     def _clear_finished(self, job_id: str) -> bool:
         """Drop a finished/failed job record that still holds the id; True when one was dropped."""
         try:
-            job = Job.fetch(job_id, connection=self.connection)
+            job = JsonJob.fetch(job_id, connection=self.connection)
             status = job.get_status(refresh=False)
         except (NoSuchJobError, InvalidJobOperation):
             self.connection.delete(Job.key_for(job_id))  # a half-written record: drop it

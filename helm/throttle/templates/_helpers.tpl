@@ -122,11 +122,13 @@ PORT: "8000"
 {{- end }}
 {{- end -}}
 
-{{/* Secret keys that are still empty (for NOTES.txt). */}}
+{{/* Required secret keys that are still empty (for NOTES.txt); the tokens and the dashboard
+password are optional (their endpoints stay closed without them). */}}
 {{- define "throttle.missingSecrets" -}}
 {{- $missing := list -}}
+{{- $optional := list "THROTTLE_DASHBOARD_PASSWORD" "CONFIG_API_TOKEN" "THROTTLE_METRICS_TOKEN" -}}
 {{- range $key, $value := (include "throttle.secretValues" . | fromYaml) }}
-{{- if and (not $value) (ne $key "THROTTLE_DASHBOARD_PASSWORD") }}
+{{- if and (not $value) (not (has $key $optional)) }}
 {{- $missing = append $missing $key }}
 {{- end }}
 {{- end }}
