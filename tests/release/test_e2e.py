@@ -4,7 +4,6 @@ different rates must all complete exactly once, at exactly their rates."""
 
 from __future__ import annotations
 
-import bisect
 import json
 import multiprocessing
 import signal
@@ -19,6 +18,7 @@ import redis
 import requests
 
 from fake_hubspot import FakeHubSpot
+from tests.release.window_checks import max_in_window
 from tests.support.hubspot_requests import execution_payload, signed_headers
 from tests.support.processes import Stack, kill_group, private_redis
 from tests.support.release_helpers import PORTAL
@@ -90,11 +90,6 @@ def wait_for_completions(fake: FakeHubSpot, expected: set[str], timeout: float) 
         time.sleep(0.25)
     missing = expected - {c["callback_id"] for c in fake.completions()}
     raise AssertionError(f"{len(missing)} executions never completed, e.g. {sorted(missing)[:5]}")
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
 
 
 def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> dict[str, float]:
