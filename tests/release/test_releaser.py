@@ -425,3 +425,20 @@ def test_draining_ignores_the_rate(engine_app, fake):
     report = run_release(engine_app, queue_id(engine_app))
     assert report.completed == 12
     assert query(engine_app, "SELECT draining FROM throttle_queues")[0][0] is False
+
+
+def test_a_failed_call_counts_as_a_send_even_when_its_rows_go_back(engine_app, fake):
+    """A 502 may have completed callbacks: the next window counts from it, also when the prompt
+    retry never happens (the worker stopped during its pause) and the rows are given back."""
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    fake.set_faults(fail_next=1, fail_next_status=502)
+    stop = threading.Event()
+    report = run_release(
+        engine_app, queue_id(engine_app), sleep=lambda seconds: stop.set(), stopping=stop.is_set
+    )
+    assert (report.calls, report.given_back, report.retried) == (1, 3, 0)
+    (gap,) = query(
+        engine_app,
+        "SELECT extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues",
+    )[0]
+    assert gap == pytest.approx(60, abs=0.01)

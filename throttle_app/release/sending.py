@@ -170,12 +170,12 @@ class ClaimSender:
                 report.given_back += outcomes.give_back(r.session, claim, rows)
                 return Stop(str(exc), wait=exc.wait)
             except NotSent as exc:
-                if self._retry_promptly():
+                if self._retry_promptly(sent=False):
                     continue
                 report.given_back += outcomes.give_back(r.session, claim, rows)
                 return self._outage(str(exc))
             except Transient as exc:
-                if self._retry_promptly():
+                if self._retry_promptly(sent=True):
                     continue
                 self._retry(rows, f"HubSpot call failed: {exc}")
                 return self._outage(str(exc))
@@ -191,12 +191,15 @@ class ClaimSender:
             r.streak_cleared = True
         return None
 
-    def _retry_promptly(self) -> bool:
-        """Spend one of the claim's prompt retries (none while the worker stops): pause a
-        jittered moment, shorter than the queue's back-off would be."""
+    def _retry_promptly(self, sent: bool) -> bool:
+        """Spend one of the claim's prompt retries (none while the worker stops): record the
+        failed call as a send when it may have reached HubSpot (`sent`), then pause a jittered
+        moment, shorter than the queue's back-off would be."""
         s = self.r.settings
         if self.retries_left <= 0 or self.r.stopping():
             return False
+        if sent:
+            outcomes.record_send(self.r.session, self.claim, time.monotonic())
         self.retries_left -= 1
         done = s.transient_retries - self.retries_left
         first = s.transient_retry_delay_ms / 1000
