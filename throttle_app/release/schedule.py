@@ -175,7 +175,9 @@ class ReleaseSchedule:
         self._watch(keys=[WATCH_KEY], args=[int(queue_id), max(1, int(seconds * 1000) + 1)])
 
     def unwatch(self, queue_id: int) -> None:
-        """The queue's job ended its run (it has scheduled its next one)."""
+        """The queue's job ended its run (it has scheduled its next one). Two jobs of one queue
+        running at once (a replaced job still alive) share the watch: the first to end removes
+        it, and the cleaner covers the other if it then dies."""
         self.connection.zrem(WATCH_KEY, int(queue_id))
 
     def pause(self, queue_id: int, seconds: float) -> None:
