@@ -2,9 +2,11 @@
 
 A call goes through, in order: bearer-token check (401, not charged to any portal), the portal's
 rolling rate window (429; every authenticated call counts, whatever its answer), forced 429s,
-scope check (403), injected 5xx faults, body validation (415/400), the batch limit (400), bad
-callbackIds (400) and finally the completions are recorded (204). Any answer but 204 completes
-nothing. Simulated latency is added after the decision, so a client that times out may still have
+scope check (403), injected 5xx faults (the next N calls, every Nth call, a random share), body
+validation (415/400), the batch limit (400), bad callbackIds (400) and finally the completions
+are recorded (204). Any answer but 204 completes nothing. Every answer past the token check
+carries HubSpot's `X-HubSpot-RateLimit-Max/-Remaining/-Interval-Milliseconds` headers.
+Simulated latency is added after the decision, so a client that times out may still have
 completed its callbacks, as with the real service.
 """
 
@@ -133,9 +135,12 @@ def _answer(
                 }
             ],
         )
+    hub.fault_calls += 1  # the calls the faults below judge (authorized, admitted, in scope)
     if settings.fail_next > 0:
         settings.fail_next -= 1
         return server_error(settings.fail_next_status)
+    if settings.fail_every and hub.fault_calls % settings.fail_every == 0:
+        return server_error(settings.fail_every_status)
     if settings.error_rate and hub.rng.random() < settings.error_rate:
         return server_error(hub.rng.choice(settings.error_statuses))
     try:

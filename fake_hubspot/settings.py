@@ -37,6 +37,9 @@ class Settings:
     error_statuses: list[int] = field(default_factory=lambda: [502, 503, 500])
     fail_next: int = 0  # the next N callback calls answer fail_next_status
     fail_next_status: int = 503
+    # Every Nth callback call answers fail_every_status (0: off): "one call in ten fails", exact.
+    fail_every: int = 0
+    fail_every_status: int = 502
     bad_callback_ids: set[str] = field(default_factory=set)
     # In a batch: answered 200 {"status": "PARTIAL", "errors": [...]}; the others complete.
     partial_callback_ids: set[str] = field(default_factory=set)
@@ -146,6 +149,8 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "error_statuses": _statuses,
     "fail_next": _int(0),
     "fail_next_status": _status,
+    "fail_every": _int(0),
+    "fail_every_status": _status,
     "bad_callback_ids": _callback_ids,
     "partial_callback_ids": _callback_ids,
     "seed": _optional_int,

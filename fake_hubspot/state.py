@@ -41,6 +41,7 @@ class Hub:
         self.batch_sizes: list[int] = []
         self.rate_limited = 0
         self.last_batch_id = 0
+        self.fault_calls = 0  # callback calls that reached the fault checks (for fail_every)
 
     # Recording (callers hold the lock)
 

@@ -165,7 +165,7 @@ class Settings:
     max_inline_wait_seconds: float = number(
         "THROTTLE_MAX_INLINE_WAIT_SECONDS", 2.0, "longer bucket waits give the claim back"
     )
-    lease_seconds: int = integer("THROTTLE_LEASE_SECONDS", 120, "claim lease", low=5)
+    lease_seconds: int = integer("THROTTLE_LEASE_SECONDS", 17, "claim lease, renewed", low=5)
     release_lead_ms: int = integer(
         "THROTTLE_RELEASE_LEAD_MS", 150, "a release job starts this early", low=0, high=5000
     )
@@ -176,6 +176,12 @@ class Settings:
         "THROTTLE_RELEASE_JOB_SECONDS", 20.0, "one job's longest run"
     )
     max_attempts: int = integer("THROTTLE_MAX_ATTEMPTS", 20, "sends before failing", low=1)
+    transient_retries: int = integer(
+        "THROTTLE_TRANSIENT_RETRIES", 2, "prompt retries of a failed call", low=0, high=10
+    )
+    transient_retry_delay_ms: int = integer(
+        "THROTTLE_TRANSIENT_RETRY_DELAY_MS", 100, "first prompt retry's pause", low=1, high=10_000
+    )
     retry_base_seconds: float = number("THROTTLE_RETRY_BASE_SECONDS", 2.0, "first backoff")
     retry_max_seconds: float = number("THROTTLE_RETRY_MAX_SECONDS", 300.0, "longest backoff")
     retry_after_default_seconds: float = number(

@@ -1,7 +1,12 @@
 """`scripts/entrypoint.sh worker [queue ...]`: an RQ worker (not gevent-patched).
 
 Serves the named queues (default: every queue), with RQ's delayed-job scheduler, and, when it
-serves `releases`, a release clock child process. SIGTERM: RQ finishes the current job first.
+serves `releases`, a release clock child process. SIGTERM (a rolling restart): RQ's warm
+shutdown lets the current job return, and a release job returns at its next step (before its
+next claim or HubSpot call, after the call in flight), giving back the rows it claimed and has
+not sent, and scheduling its queue for another worker. The longest step is one token refresh
+(Settings.token_refresh_budget_seconds, ~50 s with the defaults) or one HubSpot call
+(Settings.call_budget_seconds, 16 s); the chart's grace period covers it.
 
 It is RQ's SimpleWorker: jobs run in the worker process instead of a forked horse. Release jobs
 are short and frequent ("50 per second" windows), and a horse plus a new database connection
@@ -31,6 +36,14 @@ from throttle_app.services import services_of
 WORKER_TTL_SECONDS = 60
 
 
+class ReleaseWorker(SimpleWorker):
+    """RQ's SimpleWorker whose warm shutdown also tells a running release job to stop."""
+
+    def handle_warm_shutdown_request(self) -> None:
+        jobs.request_stop()
+        super().handle_warm_shutdown_request()
+
+
 def main(argv: list[str]) -> None:
     names = argv or list(ALL_QUEUES)
     unknown = sorted(set(names) - set(ALL_QUEUES))
@@ -55,7 +68,7 @@ def main(argv: list[str]) -> None:
             daemon=True,
         )
         clock.start()
-    worker = SimpleWorker(
+    worker = ReleaseWorker(
         [JsonQueue(name, connection=connection) for name in names],
         connection=connection,
         serializer=JOB_SERIALIZER,  # loads no pickle: a planted payload fails, nothing runs

@@ -418,6 +418,20 @@ def test_next_n_calls_fail_with_5xx_and_complete_nothing(fake, http):
     assert fake.stats()["calls"]["complete_batch"] == {"502": 2, "204": 1}
 
 
+def test_every_nth_call_fails_and_still_carries_the_rate_limit_headers(fake, http):
+    headers = bearer(fake.issue_tokens())
+    fake.set_faults(fail_every=3, fail_every_status=502, rate_limit=100)
+    url = fake.base_url + BATCH
+    answers = [http.post(url, json=batch_body(f"x{n}"), headers=headers) for n in range(7)]
+    assert [a.status_code for a in answers] == [204, 204, 502, 204, 204, 502, 204]
+    assert {c["callback_id"] for c in fake.completions()} == {"x0", "x1", "x3", "x4", "x6"}
+    assert answers[2].headers["X-HubSpot-RateLimit-Remaining"] == "97"
+    assert answers[2].headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
+    fake.reset()  # the count starts again
+    codes = [http.post(url, json=batch_body("y"), headers=headers).status_code for _ in range(3)]
+    assert codes == [204, 204, 204]
+
+
 def test_error_rate_answers_5xx(fake, http):
     headers = bearer(fake.issue_tokens())
     fake.set_faults(error_rate=1.0, error_statuses=[503])

@@ -204,3 +204,15 @@ def test_many_processes_never_exceed_the_allowance(redis_url: str, redis_conn: r
     assert calls > granted * 3  # the bucket really was contended
     assert granted <= allowance + 1
     assert granted >= 0.9 * allowance
+
+
+def test_cap_leaves_at_most_that_many_tokens_and_never_adds_any(redis_conn: redis.Redis) -> None:
+    bucket = TokenBucket(redis_conn, capacity=10, refill_per_second=1)
+    bucket.cap(PORTAL, 3)  # HubSpot: 3 calls left in its window
+    assert drain(bucket) == 3
+    bucket.cap(PORTAL, 5)  # never loosens: still empty
+    assert bucket.take(PORTAL) > 0.9
+    bucket.cap(PORTAL + 1, 10)  # at or over the capacity: nothing to tighten
+    assert drain(bucket, PORTAL + 1) == 10
+    with pytest.raises(ValueError):
+        bucket.cap(PORTAL, 0)  # none left is a block

@@ -127,3 +127,64 @@ def test_a_send_is_not_made_when_the_bucket_returned_after_the_deadline(redis_co
     with pytest.raises(TooLate):
         client.complete_callbacks(PORTAL, "token", PAIRS, deadline=deadline)
     assert fake.stats()["requests"] == 0
+
+
+def test_hubspot_saying_no_calls_are_left_blocks_the_bucket_for_its_window(redis_conn, fake):
+    """X-HubSpot-RateLimit-Remaining as a hint: our bucket (10 at once) would allow a fourth
+    call, HubSpot's window (3 per 2 s) would answer it 429; the hint keeps it from being made."""
+    fake.set_faults(rate_limit=3, rate_window=2.0)
+    client = make_client(redis_conn, hubspot_api_base=fake.base_url, max_inline_wait_seconds=0.5)
+    token = fake.issue_tokens(PORTAL)["access_token"]
+    for _ in range(3):  # answered with Remaining 2, 1, 0
+        client.complete_callbacks(PORTAL, token, PAIRS)
+    assert 1.8 < client._bucket.wait_time(PORTAL) <= 2.0  # the window
+    with pytest.raises(BucketWait):
+        client.complete_callbacks(PORTAL, token, PAIRS)
+    assert fake.stats()["rate_limited"] == 0
+    assert fake.stats()["calls"]["complete_batch"] == {"204": 3}
+
+
+def test_hubspot_saying_few_calls_are_left_caps_the_bucket(redis_conn, fake):
+    fake.set_faults(rate_limit=5, rate_window=10.0)
+    client = make_client(redis_conn, hubspot_api_base=fake.base_url)
+    token = fake.issue_tokens(PORTAL)["access_token"]
+    client.complete_callbacks(PORTAL, token, PAIRS)  # Remaining 4
+    assert [client._bucket.take(PORTAL) for _ in range(4)] == [0.0] * 4
+    assert client._bucket.take(PORTAL) > 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"X-HubSpot-RateLimit-Remaining": "109"},  # plenty left: our bucket decides
+        {"X-HubSpot-RateLimit-Remaining": "nan"},
+        {"X-HubSpot-RateLimit-Remaining": "-1"},
+        {"X-HubSpot-RateLimit-Interval-Milliseconds": "10000"},
+        {},
+    ],
+)
+def test_rate_limit_headers_never_loosen_or_break_the_bucket(redis_conn, headers):
+    client = make_client(redis_conn)
+    client._bucket.block(PORTAL, 1.0)
+    response = answer(204)
+    response.headers.update(headers)
+    client._check(PORTAL, "token", response)
+    assert 0.9 < client._bucket.wait_time(PORTAL) <= 1.0
+    client._bucket.block(PORTAL + 1, 0)  # one token available
+    client._check(PORTAL + 1, "token", response)
+    assert client._bucket.wait_time(PORTAL + 1) == 0.0
+
+
+def test_a_429_follows_its_retry_after_not_the_window(redis_conn):
+    client = make_client(redis_conn)
+    response = answer(429)
+    response.headers.update(
+        {
+            "Retry-After": "2",
+            "X-HubSpot-RateLimit-Remaining": "0",
+            "X-HubSpot-RateLimit-Interval-Milliseconds": "10000",
+        }
+    )
+    with pytest.raises(RateLimited):
+        client._check(PORTAL, "token", response)
+    assert 1.9 < client._bucket.wait_time(PORTAL) <= 2.0

@@ -4,7 +4,6 @@ different rates must all complete exactly once, at exactly their rates."""
 
 from __future__ import annotations
 
-import bisect
 import json
 import multiprocessing
 import signal
@@ -20,6 +19,7 @@ import requests
 
 from devtools.redis_server import private_redis
 from fake_hubspot import FakeHubSpot
+from tests.release.window_checks import max_in_window
 from tests.support.hubspot_requests import execution_payload, signed_headers
 from tests.support.processes import Stack, kill_group
 from tests.support.release_helpers import PORTAL
@@ -91,11 +91,6 @@ def wait_for_completions(fake: FakeHubSpot, expected: set[str], timeout: float) 
         time.sleep(0.25)
     missing = expected - {c["callback_id"] for c in fake.completions()}
     raise AssertionError(f"{len(missing)} executions never completed, e.g. {sorted(missing)[:5]}")
-
-
-def max_in_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
 
 
 def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> dict[str, float]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections import Counter
 
@@ -12,30 +13,37 @@ from tests.support.processes import Stack
 from tests.support.release_helpers import backlog, query
 from throttle_app.release.schedule import ReleaseSchedule
 from throttle_app.services import services_of
+from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 pytestmark = pytest.mark.slow
 
 
 def release_all(app, fake, tmp_path, queue: int, timeout: float, meanwhile=None) -> None:
     """Run the real stack (one worker) until every execution of `queue` is released;
-    `meanwhile()` runs once the release has started."""
+    `meanwhile()` runs in a thread from before the stack starts (the workers' first cleaner
+    pass may wake the queue before the stack is up)."""
+    beside = threading.Thread(target=meanwhile, daemon=True) if meanwhile else None
+    if beside is not None:
+        beside.start()
     stack = Stack(fake, tmp_path, workers=1)
     try:
         with app.app_context():
             ReleaseSchedule(services_of(app).redis).wake([queue])
-        if meanwhile is not None:
-            meanwhile()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             (left,) = query(
                 app, "SELECT count(*) FROM action_executions WHERE state IN ('pending', 'claimed')"
             )[0]
             if left == 0:
-                return
+                break
             time.sleep(0.25)
-        raise AssertionError(f"{left} executions still held after {timeout}s")
+        else:
+            raise AssertionError(f"{left} executions still held after {timeout}s")
     finally:
         stack.stop()
+    if beside is not None:
+        beside.join(5)
+        assert not beside.is_alive(), "meanwhile() never finished"
 
 
 def test_big_backlog_runs_at_the_bucket_allowance(installed, fake, tmp_path):
@@ -57,14 +65,20 @@ def test_big_backlog_runs_at_the_bucket_allowance(installed, fake, tmp_path):
     assert stats["rate_limited"] == 0
     assert len(completions) / calls >= 90
     assert calls >= 0.9 * allowance
+    # HubSpot's error budget, from our own metrics (docs/operations.md): under 5% at full load
+    by_status = RedisMetrics(services_of(installed).redis).read()["hubspot_calls_total"]
+    refused = sum(n for field, n in by_status.items() if field.startswith(("status=4", "status=5")))
+    print(f"refused share {refused / sum(by_status.values()):.2%} of {by_status}")
+    assert refused / sum(by_status.values()) < 0.05
 
 
 def test_429s_cost_no_attempt_and_completion_resumes(installed, fake, tmp_path):
     queue = backlog(installed, 3_000, 10_000, 1)
 
     def slow_down_after_500() -> None:
-        while len(fake.completions()) < 500:
-            time.sleep(0.05)
+        deadline = time.monotonic() + 60
+        while len(fake.completions()) < 500 and time.monotonic() < deadline:
+            time.sleep(0.02)
         fake.set_faults(force_429={50467010: 1}, retry_after=2)  # HubSpot says "slow down"
 
     release_all(installed, fake, tmp_path, queue, timeout=40, meanwhile=slow_down_after_500)
@@ -87,10 +101,10 @@ def test_a_5xx_burst_recovers(installed, fake, tmp_path):
     fake.set_faults(fail_next=3, fail_next_status=503)
     release_all(installed, fake, tmp_path, queue, timeout=60)
     assert len({c["callback_id"] for c in fake.completions()}) == 500
-    # three calls of 100 failed: one attempt per row and call (the queue backs off between the
-    # failures, so a row that failed may be in the next failing batch too)
+    # one call of 100 and its two prompt retries failed: the retries resent the same callbacks,
+    # then each of them counted one attempt and the queue backed off once
     (attempts,) = query(installed, "SELECT sum(attempts) FROM action_executions")[0]
-    assert attempts == 300
+    assert attempts == 100
     assert (
         query(installed, "SELECT count(*) FROM action_executions WHERE state = 'completed'")[0][0]
         == 500

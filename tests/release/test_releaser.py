@@ -12,44 +12,14 @@ from datetime import timedelta
 import pytest
 
 from tests.conftest import CONFIG_AUTH
+from tests.release.engine import run_release
 from tests.support.processes import free_port
 from tests.support.release_helpers import PORTAL, admit, install_portal, query, queue_id, states
 from throttle_app.extensions import db
 from throttle_app.release import claims, outcomes
-from throttle_app.release.jobs import OAuthTokens
-from throttle_app.release.releaser import Releaser, backoff_seconds
+from throttle_app.release.releaser import backoff_seconds
 from throttle_app.release.schedule import PAUSE_KEY, STREAK_KEY
 from throttle_app.services import services_of
-
-
-@pytest.fixture
-def engine_app(build, fake):
-    app = build(
-        release_lead_ms=0,
-        max_inline_wait_seconds=0.5,
-        http_read_timeout_seconds=2.0,
-    )
-    install_portal(app, fake)
-    return app
-
-
-def run_release(app, queue: int, sleep=lambda seconds: None, heartbeat=lambda: None):
-    with app.app_context():
-        services = services_of(app)
-        settings = services.settings
-        releaser = Releaser(
-            settings,
-            db.session,
-            services.hubspot,
-            services.schedule,
-            OAuthTokens(services.tokens, settings.retry_base_seconds),
-            sleep=sleep,
-            heartbeat=heartbeat,
-        )
-        try:
-            return releaser.run(queue)
-        finally:
-            db.session.remove()
 
 
 def test_a_window_releases_n_in_one_batch_then_waits_for_the_next(engine_app, fake):
@@ -183,12 +153,26 @@ def test_429_gives_the_rows_back_without_an_attempt(engine_app, fake):
     assert run_release(engine_app, queue).completed == 5
 
 
-def test_5xx_counts_an_attempt_and_backs_off(engine_app, fake):
+def test_a_5xx_is_retried_at_once_in_the_same_window(engine_app, fake, redis_conn):
     admit(engine_app, 3, rate=("5", "1", "minutes"))
     queue = queue_id(engine_app)
-    fake.set_faults(fail_next=1, fail_next_status=503)
+    fake.set_faults(fail_next=1, fail_next_status=502)
+    pauses = []
+    report = run_release(engine_app, queue, sleep=pauses.append)
+    assert (report.calls, report.prompt_retries, report.completed, report.retried) == (2, 1, 3, 0)
+    assert len(pauses) == 1 and 0.05 <= pauses[0] <= 0.1  # 100 ms, jittered 0.5..1
+    assert query(engine_app, "SELECT max(attempts) FROM action_executions")[0][0] == 0
+    assert redis_conn.exists(PAUSE_KEY % queue) == 0  # no back-off: not an outage
+    assert sorted(c["callback_id"] for c in fake.completions()) == ["cb-0", "cb-1", "cb-2"]
+    assert query(engine_app, "SELECT window_budget FROM throttle_queues")[0][0] == 2  # one window
+
+
+def test_a_5xx_past_the_prompt_retries_counts_an_attempt_and_backs_off(engine_app, fake):
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    queue = queue_id(engine_app)
+    fake.set_faults(fail_next=3, fail_next_status=503)  # the call and its 2 prompt retries
     report = run_release(engine_app, queue)
-    assert report.retried == 3
+    assert (report.calls, report.prompt_retries, report.retried) == (3, 2, 3)
     rows = query(
         engine_app,
         "SELECT attempts, last_failure_reason, next_attempt_at > now() FROM action_executions",
@@ -204,7 +188,7 @@ def test_a_refused_connection_gives_the_rows_back_and_backs_off(build, fake):
     admit(app, 4, rate=("5", "1", "minutes"))
     queue = queue_id(app)
     report = run_release(app, queue)
-    assert (report.calls, report.given_back, report.retried) == (1, 4, 0)
+    assert (report.calls, report.given_back, report.retried) == (3, 4, 0)  # 2 prompt retries
     assert report.next_run_in >= 1.0  # retry_base_seconds 2, jitter 0.5..1
     assert query(
         app,
@@ -222,14 +206,14 @@ def test_a_5xx_outage_backs_the_queue_off_longer_each_time(build, fake, redis_co
     install_portal(app, fake)
     admit(app, 8, rate=("8", "1", "minutes"))
     queue = queue_id(app)
-    fake.set_faults(fail_next=2, fail_next_status=503)
+    fake.set_faults(fail_next=6, fail_next_status=503)  # every call of two rounds fails
     first = run_release(app, queue)
-    assert (first.calls, first.retried) == (1, 2)  # fresh rows were ready: no tight loop
+    assert (first.calls, first.retried) == (3, 2)  # 2 prompt retries; fresh rows: no tight loop
     assert first.next_run_in >= 1.0
     assert run_release(app, queue).calls == 0  # paused
     redis_conn.delete(PAUSE_KEY % queue)  # the pause has run out
     second = run_release(app, queue)
-    assert (second.calls, second.retried) == (1, 2)
+    assert (second.calls, second.retried) == (3, 2)
     assert second.next_run_in >= 2.0  # the second failure in a row: twice the base
     redis_conn.delete(PAUSE_KEY % queue)
     third = run_release(app, queue)  # HubSpot is back: the 4 fresh rows go, the streak ends
@@ -259,7 +243,7 @@ def test_a_missing_scope_403_fails_nothing_and_pauses_the_queue(build, fake):
     token = install_portal(app, fake, scopes=("oauth",))
     ids = admit(app, 10, rate=("10", "1", "minutes"))
     queue = queue_id(app)
-    records, logger = Records(), logging.getLogger("throttle_app.release.releaser")
+    records, logger = Records(), logging.getLogger("throttle_app.release.sending")
     logger.addHandler(records)
     try:
         report = run_release(app, queue)
@@ -284,24 +268,6 @@ def test_heartbeat_before_every_hubspot_call(engine_app, fake):
     report = run_release(engine_app, queue_id(engine_app), heartbeat=lambda: beats.append(1))
     assert report.calls >= 5  # one claim, halved down to the bad callback
     assert len(beats) >= report.calls + 1
-
-
-def test_no_send_when_the_bucket_wait_could_outlast_the_lease(build, fake):
-    app = build(
-        release_lead_ms=0,
-        lease_seconds=3,
-        http_connect_timeout_seconds=0.5,
-        http_read_timeout_seconds=0.5,
-        max_inline_wait_seconds=2.0,
-    )
-    install_portal(app, fake)
-    admit(app, 3, rate=("5", "1", "minutes"))
-    with app.app_context():
-        services_of(app).hubspot._bucket.block(PORTAL, 1.9)  # the next token comes in 1.9 s
-    report = run_release(app, queue_id(app))
-    assert report.completed == 0 and report.given_back == 3
-    assert fake.stats()["requests"] == 0
-    assert states(app) == {"pending": 3}
 
 
 def test_a_bad_callback_is_isolated_and_its_neighbours_complete(engine_app, fake):
@@ -360,6 +326,7 @@ def test_attempt_limit_completes_with_fail_continue(build, fake):
         max_attempts=2,
         retry_base_seconds=0.01,
         retry_max_seconds=0.01,
+        transient_retries=0,  # every failed call is a round
     )
     install_portal(app, fake)
     admit(app, 1, rate=("5", "1", "seconds"))
@@ -458,3 +425,20 @@ def test_draining_ignores_the_rate(engine_app, fake):
     report = run_release(engine_app, queue_id(engine_app))
     assert report.completed == 12
     assert query(engine_app, "SELECT draining FROM throttle_queues")[0][0] is False
+
+
+def test_a_failed_call_counts_as_a_send_even_when_its_rows_go_back(engine_app, fake):
+    """A 502 may have completed callbacks: the next window counts from it, also when the prompt
+    retry never happens (the worker stopped during its pause) and the rows are given back."""
+    admit(engine_app, 3, rate=("5", "1", "minutes"))
+    fake.set_faults(fail_next=1, fail_next_status=502)
+    stop = threading.Event()
+    report = run_release(
+        engine_app, queue_id(engine_app), sleep=lambda seconds: stop.set(), stopping=stop.is_set
+    )
+    assert (report.calls, report.given_back, report.retried) == (1, 3, 0)
+    (gap,) = query(
+        engine_app,
+        "SELECT extract(epoch FROM next_release_at - last_sent_at) FROM throttle_queues",
+    )[0]
+    assert gap == pytest.approx(60, abs=0.01)

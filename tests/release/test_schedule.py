@@ -1,8 +1,10 @@
-"""Release jobs on the real Redis: a running job is replaced only when its heartbeat is older
-than the longest step a live job can take between two heartbeats."""
+"""Release jobs on the real Redis: a running job is replaced when its watch fell due (it did not
+renew its claim in time) or when its heartbeat is older than the longest step a live job can
+take between two heartbeats."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from rq.job import Job, JobStatus
@@ -10,7 +12,7 @@ from rq.job import Job, JobStatus
 from tests.conftest import service_env
 from throttle_app.config import Settings
 from throttle_app.release.job_format import JsonJob
-from throttle_app.release.schedule import ReleaseSchedule
+from throttle_app.release.schedule import WATCH_KEY, ReleaseSchedule
 
 
 def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
@@ -45,3 +47,31 @@ def test_a_queue_pause_is_never_shortened(redis_conn):
     assert [schedule.failure_streak(3) for _ in range(3)] == [1, 2, 3]
     schedule.succeeded(3)
     assert schedule.failure_streak(3) == 1
+
+
+def test_a_job_whose_watch_fell_due_is_replaced_however_fresh_its_heartbeat(redis_conn):
+    """Its worker was killed mid-claim: the queue's job is replaced when its lease ends, not
+    after the stale-job limit (a killed job's last heartbeat is as fresh as its last renewal)."""
+    settings = Settings.from_env(service_env())
+    schedule = ReleaseSchedule(redis_conn, stale_after=settings.stale_job_seconds)
+    started_job(schedule, 7, beat_age=0)
+    schedule.watch(7, 0.2)
+    assert 0.1 < schedule.promote_due() <= 0.21  # the clock sleeps until the watch is due
+    assert Job.fetch("release-7", connection=redis_conn).get_status() == JobStatus.STARTED
+    time.sleep(0.25)
+    schedule.promote_due()
+    assert Job.fetch("release-7", connection=redis_conn).get_status() == JobStatus.QUEUED
+    assert redis_conn.zscore(WATCH_KEY, 7) is None
+
+
+def test_a_job_that_renews_keeps_its_watch_and_a_finished_run_drops_it(redis_conn):
+    schedule = ReleaseSchedule(redis_conn)
+    started_job(schedule, 7, beat_age=0)
+    schedule.watch(7, 0.2)
+    schedule.watch(7, 5)  # renewed: the later promise holds
+    schedule.watch(7, 0.01)  # a second job's shorter one does not shorten it
+    time.sleep(0.25)
+    assert 4.5 < schedule.promote_due() <= 5
+    assert Job.fetch("release-7", connection=redis_conn).get_status() == JobStatus.STARTED
+    schedule.unwatch(7)
+    assert redis_conn.zscore(WATCH_KEY, 7) is None and schedule.promote_due() is None

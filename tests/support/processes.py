@@ -93,8 +93,15 @@ class Stack:
     """The service's processes on loopback ports, against the test database and Redis."""
 
     def __init__(
-        self, fake: FakeHubSpot, tmp_path, workers: int, redis_url: str | None = None
+        self,
+        fake: FakeHubSpot,
+        tmp_path,
+        workers: int,
+        redis_url: str | None = None,
+        **settings: str,
     ) -> None:
+        """`settings`: environment variables that replace the stack's test values (e.g. the
+        production defaults a test wants to prove: THROTTLE_LEASE_SECONDS=...)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.redis_url = redis_url or TEST_REDIS_URL
@@ -113,6 +120,7 @@ class Stack:
             THROTTLE_WEB_WORKERS="2",
             THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         )
+        self.env.update(settings)
         self.tmp_path = tmp_path
         self.web = self.scheduler = None
         self.workers: list[subprocess.Popen] = []

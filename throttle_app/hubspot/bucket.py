@@ -9,7 +9,9 @@ only ever makes the bucket stricter). The settings' defaults (C = 10, r = 9.5/s)
 in any 10 s, under HubSpot's 110 per 10 s per installed account (docs/design.md).
 
 A 429 from HubSpot calls :meth:`TokenBucket.block`, which empties the bucket for every process until
-the block ends; the bucket then refills from empty.
+the block ends; the bucket then refills from empty. HubSpot's rate-limit answer headers tighten
+the bucket the same way (:meth:`TokenBucket.block`, :meth:`TokenBucket.cap`); nothing ever
+loosens it.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ import redis
 #            A missing key means a full bucket; the key expires as soon as that is true again.
 #   ARGV[1]  emission interval T: whole microseconds per token (>= 1), i.e. ceil(1e6 / r).
 #   ARGV[2]  capacity C (>= 1): the burst; a token is granted while TAT - now <= (C - 1) * T.
-#   ARGV[3]  mode: "take" (consume one token if one is available), "peek" (read only), or
-#            "block" (empty the bucket until now + ARGV[4]; never moves an existing TAT back).
-#   ARGV[4]  block duration in whole microseconds (>= 0); only read in "block" mode.
+#   ARGV[3]  mode: "take" (consume one token if one is available), "peek" (read only),
+#            "block" (empty the bucket until now + ARGV[4]; never moves an existing TAT back), or
+#            "cap" (leave at most ARGV[4] tokens available now; never moves an existing TAT back).
+#   ARGV[4]  "block": duration in whole microseconds (>= 0); "cap": tokens (1 .. C - 1).
 # Returns an integer number of microseconds to wait until a token is available:
 #   0 means "take": a token was consumed / "peek": a token is available now.
 #   > 0 means nothing was consumed; for "block" it is the wait until the first token after it.
@@ -51,6 +54,11 @@ elseif mode == 'block' then
   local blocked = now + tonumber(ARGV[4]) + slack
   if blocked > tat then
     tat = blocked
+  end
+elseif mode == 'cap' then
+  local capped = now + (capacity - tonumber(ARGV[4])) * interval
+  if capped > tat then
+    tat = capped
   end
 else
   return math.max(tat - slack - now, 0)
@@ -129,6 +137,15 @@ class TokenBucket:
         if not math.isfinite(seconds) or seconds < 0:
             raise ValueError(f"block seconds must be finite and >= 0, got {seconds!r}")
         self._run(portal_id, "block", math.ceil(seconds * _US))
+
+    def cap(self, portal_id: int, tokens: int) -> None:
+        """Leave at most ``tokens`` tokens available now (HubSpot says only that many calls are
+        left in its window); the bucket refills from there. A bucket holding fewer is left as it
+        is, and ``tokens`` >= capacity changes nothing; use :meth:`block` for none."""
+        if tokens < 1:
+            raise ValueError(f"cap tokens must be >= 1, got {tokens!r}")
+        if tokens < self.capacity:
+            self._run(portal_id, "cap", int(tokens))
 
     def acquire(
         self,

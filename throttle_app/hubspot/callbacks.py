@@ -12,11 +12,17 @@ bucket (invariant 4). Answers are turned into typed outcomes the release engine 
 - any other 4xx (403 missing scope, 405, 415, ...): Refused, an answer about the app, the portal
   or the request as a whole: no callback is at fault, so none may fail for it.
 - a call whose bucket wait left too little of the caller's deadline is not made: TooLate.
+
+Every other answer's `X-HubSpot-RateLimit-Remaining` / `-Interval-Milliseconds` headers (the
+calls left in HubSpot's rolling window, and the window) are a hint for the portal's bucket that
+can only tighten it: none left blocks the bucket for every process until the window has passed,
+fewer left than the bucket holds caps it at that many. A 429 follows its Retry-After instead.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Protocol
@@ -34,6 +40,8 @@ log = logging.getLogger(__name__)
 COMPLETE_BATCH_PATH = "/automation/v4/actions/callbacks/complete"
 # 4xx answers that can be about one callback of a batch (unknown, expired, completed, invalid).
 ITEM_ERROR_STATUSES = frozenset({400, 404, 409, 410, 413, 422})
+REMAINING_HEADER = "X-HubSpot-RateLimit-Remaining"
+INTERVAL_HEADER = "X-HubSpot-RateLimit-Interval-Milliseconds"
 
 
 class HubSpotCallError(Exception):
@@ -159,6 +167,8 @@ class HubSpotClient:
         """The response when it is a 2xx; otherwise the typed failure (module docstring)."""
         status = response.status_code
         self._metrics.hubspot_call(status)
+        if status != 429:
+            self._follow_rate_hint(portal_id, response.headers)
         if status == 429:
             retry_after = self.retry_after(response.headers.get("Retry-After"))
             self._bucket.block(portal_id, retry_after)
@@ -174,6 +184,20 @@ class HubSpotClient:
             kind = Rejected if status in ITEM_ERROR_STATUSES else Refused
             raise kind(status, message)
         return response
+
+    def _follow_rate_hint(self, portal_id: int, headers) -> None:
+        """Tighten the portal's bucket to what HubSpot says is left (module docstring)."""
+        remaining = _header_number(headers.get(REMAINING_HEADER))
+        if remaining is None or remaining >= self._bucket.capacity:
+            return
+        if remaining >= 1:
+            self._bucket.cap(portal_id, int(remaining))
+            return
+        window = _header_number(headers.get(INTERVAL_HEADER))
+        seconds = self.retry_after(None) if window is None else window / 1000
+        seconds = min(seconds, self._settings.retry_after_max_seconds)
+        self._bucket.block(portal_id, seconds)
+        log.info("HubSpot: no calls left for portal %s; bucket blocked %.1fs", portal_id, seconds)
 
     def retry_after(self, header: str | None) -> float:
         """Retry-After in seconds, clamped; the default when http.parse_retry_after reads none."""
@@ -231,6 +255,15 @@ def _connect_failed(exc: requests.RequestException) -> bool:
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
     return isinstance(reason, NewConnectionError | ConnectTimeoutError)
+
+
+def _header_number(value: str | None) -> float | None:
+    """A rate-limit header's non-negative number, or None when absent or unreadable."""
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
 
 def _partial_errors(response: requests.Response) -> dict[str, str]:

@@ -13,8 +13,9 @@ more than N sends.
 the new window also waits for the new T after the last send and after every live lease end
 (`_window_ready_at`), so no span of the new T sees the old N plus the new N.
 
-Rows are claimed with a lease and an owner token; every later update is fenced on both
-(outcomes.py: what happens to claimed rows after a send).
+Rows are claimed with a short lease and an owner token; every later update is fenced on both
+(outcomes.py: what happens to claimed rows after a send; leases.py: the holder renews the lease
+before a step it would not cover, and moves `next_release_at` with it).
 """
 
 from __future__ import annotations
@@ -189,6 +190,15 @@ def claim_next(
         window_opens_at=opens,
         budgeted=not queue.draining,
     )
+
+
+def portal_of(session: Session, queue_id: int) -> int | None:
+    """The queue's portal (None: no such queue). Ends the transaction."""
+    portal = session.execute(
+        text("SELECT portal_id FROM throttle_queues WHERE id = :queue_id"), {"queue_id": queue_id}
+    ).scalar()
+    session.rollback()
+    return portal
 
 
 def _postpone(session: Session, queue_id: int, ready: datetime) -> None:

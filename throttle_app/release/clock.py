@@ -7,7 +7,7 @@ sleeps until its window opens.
 One runs beside each RQ worker that serves the `releases` queue (workers/worker.py starts it
 as a child process). Several clocks are safe: wake-ups are popped atomically. It sleeps until
 the next wake-up is due or a new one is added (a pub/sub nudge; the sleep is timed here, not by
-a Redis blocking timeout, see Nudges in throttle_app/release/schedule.py and docs/design.md), and
+a Redis blocking timeout, see throttle_app/release/nudges.py and docs/design.md), and
 exits when its parent worker is gone. A Redis user that may not subscribe to the channel makes
 it look every POLL_SECONDS instead.
 """
@@ -22,7 +22,8 @@ import time
 
 import redis
 
-from throttle_app.release.schedule import Nudges, ReleaseSchedule
+from throttle_app.release.nudges import Nudges
+from throttle_app.release.schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
 MAX_SLEEP_SECONDS = 1.0

@@ -2,14 +2,18 @@
 
 The worker bootstrap (workers/worker.py) builds the app and its services once and `bind`s them
 here before the first job runs; a job in a process that bound nothing fails at once with a clear
-error. Jobs run in that process (SimpleWorker); a process forked from it (the release clock)
-must not reuse its database connections, so the engine pool is dropped in the child after a fork.
+error. The bootstrap calls `request_stop` when the worker is asked to stop (SIGTERM): a running
+release job then ends at its next step and gives back what it has not sent.
+
+Jobs run in that process (SimpleWorker); a process forked from it (the release clock) must not
+reuse its database connections, so the engine pool is dropped in the child after a fork.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -45,6 +49,12 @@ class ReleaseServices(Protocol):
 
 
 _bound: tuple[Flask, ReleaseServices] | None = None
+_stopping = threading.Event()
+
+
+def request_stop() -> None:
+    """The worker is stopping: running and later release jobs end at their next step."""
+    _stopping.set()
 
 
 def bind(app: Flask, services: ReleaseServices) -> None:
@@ -129,6 +139,7 @@ def release(queue_id: int) -> dict:
                 services.schedule,
                 OAuthTokens(services.tokens, settings.retry_base_seconds),
                 heartbeat=_heartbeat(int(settings.stale_job_seconds * 2)),
+                stopping=_stopping.is_set,
             )
             report = releaser.run(queue_id)
             services.metrics.count_releases(report)

@@ -124,6 +124,14 @@ def mark_retry(
     session.commit()
 
 
+def record_send(session: Session, claim: Claim, answered_at: float) -> None:
+    """A call that may have reached HubSpot failed and its rows stay claimed for a prompt retry:
+    the next window counts from its answer (`answered_at`, time.monotonic()) like after any
+    send, whatever becomes of the rows later (a give-back records nothing). Commits."""
+    _after_send(session, claim.queue_id, answered_at)
+    session.commit()
+
+
 def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
     """Nothing was done (rate limited, bucket empty, lease too short, portal disconnected, no
     connection, the whole request refused): the rows return to pending without an attempt, and

@@ -11,6 +11,11 @@ works; the queue row's lock in claims.py keeps them within one budget
 the source of truth: a lost wake-up (Redis wiped) is restored by the cleaner from PostgreSQL, and
 a spare one is harmless.
 
+A running release job keeps a watch on its queue (a second sorted set, queue id -> the time by
+which it renews its claim or ends, see leases.py). A watch that falls due means the job's worker
+died (or lost its lease): the clock replaces the job at once, however fresh its last heartbeat,
+so a killed worker's queue waits for its lease, not for the cleaner or the stale-job limit.
+
 A queue whose HubSpot calls fail (5xx, timeouts, a refused request) backs off: a pause key with a
 TTL makes every release job that runs early (the cleaner or an admission woke it) reschedule
 itself to the pause's end, and a failure streak makes the pause grow. Both are advisory like
@@ -21,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -32,6 +36,7 @@ from rq.job import Job, JobStatus
 from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
 from throttle_app.deferred_flush import DeferredFlush
 from throttle_app.release.job_format import JsonJob, JsonQueue
+from throttle_app.release.nudges import Nudges
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,7 @@ RELEASES_QUEUE = "releases"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
+WATCH_KEY = "throttle:{wakeups}:watch"  # queue id -> when its running job must renew or end
 # Pub/sub channel on which release clocks hear new wake-ups; per Redis database (pub/sub is
 # server-wide, so two deployments on one server would otherwise nudge each other's clocks).
 NUDGE_CHANNEL = "throttle:{wakeups}:nudge:%d"
@@ -51,24 +57,45 @@ BUSY_RETRY_MS = 250
 RELEASE_JOB = "throttle_app.release.jobs.release"
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
-# ARGV[1] = how many due wake-ups to pop at most.
-# Pops the members due at the Redis server's time and returns
-# {popped member, ...} followed by the score of the next pending member in ms (or -1).
+# KEYS[2] = the watches sorted set (member: queue id, score: when its job must have renewed).
+# ARGV[1] = how many due wake-ups (and as many due watches) to pop at most.
+# Pops the members of both sets that are due at the Redis server's time and returns
+# {number of due wake-ups, due wake-up, ..., due watch, ...} followed by the ms until the next
+# pending member of either set (or -1).
 PROMOTE_LUA = """
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
-if #due > 0 then
-  redis.call('ZREM', KEYS[1], unpack(due))
+local result = {}
+local counts = {}
+for k = 1, 2 do
+  local due = redis.call('ZRANGEBYSCORE', KEYS[k], '-inf', now_ms, 'LIMIT', 0, tonumber(ARGV[1]))
+  if #due > 0 then
+    redis.call('ZREM', KEYS[k], unpack(due))
+  end
+  counts[k] = #due
+  for _, member in ipairs(due) do
+    table.insert(result, member)
+  end
 end
-local nxt = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-local result = due
-if nxt[2] then
-  table.insert(result, string.format('%d', tonumber(nxt[2]) - now_ms))
-else
-  table.insert(result, '-1')
+table.insert(result, 1, tostring(counts[1]))
+local next_ms = -1
+for k = 1, 2 do
+  local nxt = redis.call('ZRANGE', KEYS[k], 0, 0, 'WITHSCORES')
+  if nxt[2] and (next_ms < 0 or tonumber(nxt[2]) - now_ms < next_ms) then
+    next_ms = math.max(0, tonumber(nxt[2]) - now_ms)
+  end
 end
+table.insert(result, string.format('%d', next_ms))
 return result
+"""
+
+# KEYS[1] = the watches sorted set; ARGV[1] = queue id, ARGV[2] = ms from now.
+# Sets the queue's watch to Redis time + ARGV[2] unless a later one is set (two jobs of one
+# queue may run at once for a moment: the later promise wins).
+WATCH_LUA = """
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], 'GT', string.format('%d', now_ms + tonumber(ARGV[2])), ARGV[1])
 """
 
 # KEYS[1] = the wake-ups sorted set.
@@ -108,6 +135,7 @@ class ReleaseSchedule:
         )
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
+        self._watch = connection.register_script(WATCH_LUA)
         self.queue = JsonQueue(RELEASES_QUEUE, connection=connection)  # JSON jobs, never pickle
 
     @classmethod
@@ -141,6 +169,17 @@ class ReleaseSchedule:
                 args += [int(queue_id), max(0, int(delay_seconds * 1000))]
             self._wake(keys=[WAKEUPS_KEY], args=args)
 
+    def watch(self, queue_id: int, seconds: float) -> None:
+        """The queue's running job renews its claim or ends within `seconds` (its lease): if it
+        has not when they are up, its worker is gone and the release clock replaces the job."""
+        self._watch(keys=[WATCH_KEY], args=[int(queue_id), max(1, int(seconds * 1000) + 1)])
+
+    def unwatch(self, queue_id: int) -> None:
+        """The queue's job ended its run (it has scheduled its next one). Two jobs of one queue
+        running at once (a replaced job still alive) share the watch: the first to end removes
+        it, and the cleaner covers the other if it then dies."""
+        self.connection.zrem(WATCH_KEY, int(queue_id))
+
     def pause(self, queue_id: int, seconds: float) -> None:
         """Hold the queue's release jobs back for `seconds`. A longer pause already set is kept
         (read, then set: two pauses set at the same moment may race; pauses are advisory)."""
@@ -173,18 +212,23 @@ class ReleaseSchedule:
         return Nudges(self.connection, self.nudge_channel)
 
     def promote_due(self, limit: int = 100) -> float | None:
-        """Enqueue the release jobs that are due; return seconds until the next wake-up."""
-        *due, next_ms = self._promote(keys=[WAKEUPS_KEY], args=[limit])
-        busy = [int(queue_id) for queue_id in due if not self._enqueue(int(queue_id))]
+        """Enqueue the release jobs that are due, replacing the running job of a queue whose
+        watch fell due; return seconds until the next wake-up or watch."""
+        count, *popped, next_ms = self._promote(keys=[WAKEUPS_KEY, WATCH_KEY], args=[limit])
+        due = [int(queue_id) for queue_id in popped[: int(count)]]
+        dead = [int(queue_id) for queue_id in popped[int(count) :]]
+        busy = [queue_id for queue_id in dead if not self._enqueue(queue_id, replace=True)]
+        busy += [q for q in due if q not in dead and not self._enqueue(q)]
         if busy:
             self.wake(busy, BUSY_RETRY_MS / 1000)
-        if len(due) >= limit:
+        if len(due) >= limit or len(dead) >= limit:
             return 0.0
         next_ms = int(next_ms)
         return None if next_ms < 0 else max(0.0, next_ms / 1000)
 
-    def _enqueue(self, queue_id: int) -> bool:
-        """Enqueue the queue's release job; False when its job is still queued or running."""
+    def _enqueue(self, queue_id: int, replace: bool = False) -> bool:
+        """Enqueue the queue's release job; False when its job is still queued or running
+        (`replace`: a running job is known dead, its watch fell due: replace it)."""
         job_id = f"release-{queue_id}"
         for _ in range(2):
             try:
@@ -200,12 +244,13 @@ class ReleaseSchedule:
                 )
                 return True
             except DuplicateJobError:
-                if not self._clear_finished(job_id):
+                if not self._clear_finished(job_id, replace):
                     return False
         return False
 
-    def _clear_finished(self, job_id: str) -> bool:
-        """Drop a finished/failed job record that still holds the id; True when one was dropped."""
+    def _clear_finished(self, job_id: str, replace: bool = False) -> bool:
+        """Drop a finished/failed job record that still holds the id, or a running one that is
+        stale or to be replaced; True when one was dropped."""
         try:
             job = JsonJob.fetch(job_id, connection=self.connection)
             status = job.get_status(refresh=False)
@@ -214,51 +259,16 @@ class ReleaseSchedule:
             return True
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
-        if status == JobStatus.STARTED and not _stale(job, self.stale_after):
-            return False
-        log.info("release job %s ended as %s; replacing it", job_id, status)
+        if status == JobStatus.STARTED:
+            if not (replace or _stale(job, self.stale_after)):
+                return False
+            log.warning(
+                "release job %s looks dead (no renewal or heartbeat in time); replacing it", job_id
+            )
+        else:
+            log.info("release job %s ended as %s; replacing it", job_id, status)
         job.delete()
         return True
-
-
-class Nudges:
-    """New wake-ups, heard on a pub/sub channel; the wait is timed in this process.
-
-    A blocking Redis command (BLPOP) would be simpler, but the server checks blocking timeouts
-    only on its cron tick (`hz`, 10 by default): a 0.2 s BLPOP returned after 0.30 s here, so
-    a clock sleeping until the next window woke up to 100 ms late. A nudge published while this
-    process is busy promoting waits in its socket and ends the next wait at once.
-    """
-
-    def __init__(self, connection: redis.Redis, channel: str, confirm_seconds: float = 5.0) -> None:
-        self._pubsub = connection.pubsub()
-        try:
-            self._pubsub.subscribe(channel)
-            # SUBSCRIBE goes out on a connection of its own and nothing waits for its reply;
-            # until the server confirms it, a wake-up published now would be missed.
-            deadline = time.monotonic() + confirm_seconds
-            while (message := self._next(deadline)) is None or message["type"] != "subscribe":
-                if time.monotonic() >= deadline:
-                    raise redis.TimeoutError(f"no confirmation of the subscription to {channel}")
-        except BaseException:
-            self._pubsub.close()
-            raise
-
-    def wait(self, timeout: float) -> None:
-        """Return when a wake-up is added or after `timeout` seconds; a burst of nudges that
-        already arrived counts as one."""
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while (message := self._next(deadline)) is not None:
-            if message["type"] == "message":
-                while self._pubsub.get_message(timeout=0.0) is not None:
-                    pass
-                return
-
-    def _next(self, deadline: float) -> dict | None:
-        return self._pubsub.get_message(timeout=max(0.0, deadline - time.monotonic()))
-
-    def close(self) -> None:
-        self._pubsub.close()
 
 
 def _stale(job: Job, stale_after: float) -> bool:

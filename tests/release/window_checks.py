@@ -1,0 +1,41 @@
+"""What the release tests measure at the fake HubSpot: its own completion timestamps."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most completions in any span of `window` seconds (a span is half-open, [t, t + T))."""
+    times = sorted(times)
+    if not times:
+        return 0
+    return max(bisect.bisect_left(times, t + window) - i for i, t in enumerate(times))
+
+
+def sustained_rate(completions: list[dict], prefix: str, max_throughput: int) -> float:
+    """Completions per second of the callbacks starting with `prefix`, each counted once, from
+    the end of the first window (the N-th first completion) to the last first completion."""
+    first_seen: dict[str, float] = {}
+    for record in completions:
+        if record["callback_id"].startswith(prefix):
+            first_seen.setdefault(record["callback_id"], record["time"])
+    times = sorted(first_seen.values())
+    span = times[-1] - times[max_throughput - 1]
+    return (len(times) - max_throughput) / span
+
+
+def wait_until(found: Callable[[], T], timeout: float, every: float = 0.05) -> T:
+    """`found()` once it is truthy; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = found()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"not reached within {timeout}s")
