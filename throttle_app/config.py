@@ -109,7 +109,8 @@ class Settings:
         "THROTTLE_WEB_GRACEFUL_TIMEOUT_SECONDS", 20, "graceful timeout", low=1
     )
     bench_endpoints: bool = boolean("THROTTLE_BENCH_ENDPOINTS", False, "/api/bench/ceiling")
-    # Hostile clients: request size limits and slow bodies (gunicorn.conf.py, ops/web_worker.py)
+    # Hostile clients: request size limits and slow bodies (gunicorn.conf.py, ops/web_worker.py),
+    # health checks reused for a moment (ops/health.py)
     limit_request_line: int = integer(
         "THROTTLE_LIMIT_REQUEST_LINE", 4094, "longest request line (414 above)", low=256, high=8190
     )
@@ -121,6 +122,9 @@ class Settings:
     )
     body_read_timeout_seconds: float = number(
         "THROTTLE_BODY_READ_TIMEOUT_SECONDS", 5.0, "a body must arrive within this (408)"
+    )
+    health_cache_ms: int = integer(
+        "THROTTLE_HEALTH_CACHE_MS", 1000, "health checks reused this long", low=0, high=60_000
     )
     # Intake
     hold_duration: timedelta = duration(  # noqa: RUF009 (a row is a dataclasses.field)
