@@ -38,13 +38,16 @@ def _url_password(match: re.Match[str]) -> str:
 
 _Replacement = str | Callable[[re.Match[str]], str]
 # Words a pattern needs (each pattern names them below): a pattern runs only on text that holds
-# them, so ordinary text costs a few substring searches, not a pass of every pattern.
+# them, so ordinary text costs a few substring searches, not a pass of every pattern. Every
+# pattern needs one of the trigger words; punctuation is looked up only once one is found.
 _KEYWORDS = ("token", "secret", "passw", "code", "apikey", "api_key", "authorization")
-_Needs = tuple[tuple[str, ...], ...]  # every group must have one of its words in the text
+_TRIGGERS = ("bearer", *_KEYWORDS, "://")
+_PUNCTUATION = ('"', "'", "=", ":")
+_Needs = tuple[frozenset[str], ...]  # every group must have one of its words in the text
 
 
-def _pattern(needs: _Needs, regex: str, replacement: _Replacement):
-    return needs, re.compile(regex), replacement
+def _pattern(needs: tuple[tuple[str, ...], ...], regex: str, replacement: _Replacement):
+    return tuple(frozenset(group) for group in needs), re.compile(regex), replacement
 
 
 _PATTERNS: tuple[tuple[_Needs, re.Pattern[str], _Replacement], ...] = (
@@ -95,8 +98,14 @@ _PATTERNS: tuple[tuple[_Needs, re.Pattern[str], _Replacement], ...] = (
 _FOLD_FIXES = str.maketrans({"\u0130": "i", "\u0131": "i"})
 
 
-def _needed(needs: _Needs, folded: str) -> bool:
-    return all(any(word in folded for word in group) for group in needs)
+def _words_in(text: str) -> set[str]:
+    """The trigger words (and, if any, the punctuation) the patterns need that ``text`` holds,
+    compared the way the patterns' IGNORECASE compares."""
+    folded = text.lower() if text.isascii() else text.translate(_FOLD_FIXES).casefold()
+    present = {word for word in _TRIGGERS if word in folded}
+    if present:
+        present.update(mark for mark in _PUNCTUATION if mark in folded)
+    return present
 
 
 class Redactor:
@@ -133,10 +142,11 @@ class Redactor:
         if literal is not None and any(secret in text for secret in literals):
             text = literal.sub(REDACTED, text)
         text = text[:limit]
-        folded = text.translate(_FOLD_FIXES).casefold()
-        for needs, pattern, replacement in _PATTERNS:
-            if _needed(needs, folded):
-                text = pattern.sub(replacement, text)
+        present = _words_in(text)
+        if present:
+            for needs, pattern, replacement in _PATTERNS:
+                if all(not group.isdisjoint(present) for group in needs):
+                    text = pattern.sub(replacement, text)
         if length > limit or len(text) > limit:  # replacements may lengthen the text
             text = f"{text[:limit]} [cut at {limit} of {length} characters]"
         return text
