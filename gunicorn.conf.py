@@ -33,9 +33,10 @@ _settings = Settings.from_env()
 
 
 class WebWorker(FairGeventWorker):
-    """The fair gevent worker with this deployment's body deadline."""
+    """The fair gevent worker with this deployment's body deadline and body cap."""
 
     body_read_timeout_seconds = _settings.body_read_timeout_seconds
+    max_body_bytes = _settings.max_body_bytes
 
 
 class RedactingLogger(ServiceLogger):
@@ -46,7 +47,7 @@ class RedactingLogger(ServiceLogger):
 
 
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = WebWorker  # gevent, fair across connections, bodies under a deadline
+worker_class = WebWorker  # gevent, fair across connections, bodies received under a deadline
 workers = _settings.web_workers
 worker_connections = _settings.web_connections
 timeout = _settings.web_timeout_seconds

@@ -153,7 +153,7 @@ def test_a_body_that_stops_arriving_gets_a_408_and_the_connection_closes(tmp_pat
             close_all([client])
         assert answer.status == 408, answer.data
         assert b"Connection: close" in answer.data
-        assert b"did not arrive within 1 s" in answer.data
+        assert b"did not arrive within 1 s" in answer.data and b"X-Request-Id: " in answer.data
         assert answer.closed_at is not None and 0.9 <= answer.closed_at - started < 4
         assert signed_webhook(web, "after-a-slow-body")[0] == 200
     (line,) = [line for line in web.access_lines() if line["status"] == 408]
@@ -163,17 +163,47 @@ def test_a_body_that_stops_arriving_gets_a_408_and_the_connection_closes(tmp_pat
 def test_a_body_that_arrives_slowly_but_in_time_is_served(tmp_path):
     with web_server(tmp_path, THROTTLE_BODY_READ_TIMEOUT_SECONDS="3") as web:
         body = json.dumps(execution_payload(callback_id="slow-but-in-time")).encode()
-        url = f"{web.base}/api/hubspot/action"
-        head = [f"POST /api/hubspot/action HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"]
-        head += [f"{name}: {value}\r\n" for name, value in signed_headers(body, url=url).items()]
-        head += [f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"]
+        head = signed_head(web, body, f"Content-Length: {len(body)}", "Connection: close")
         with socket.create_connection(("127.0.0.1", web.port), timeout=10) as client:
-            client.sendall("".join(head).encode())
-            for start in range(0, len(body), len(body) // 4 + 1):  # four pieces over ~1.5 s
-                client.sendall(body[start : start + len(body) // 4 + 1])
+            client.sendall(head)
+            step = len(body) // 4 + 1
+            for start in range(0, len(body), step):  # four pieces over ~1.5 s
+                client.sendall(body[start : start + step])
                 time.sleep(0.5)
             (answer,) = answers([client], deadline=time.monotonic() + 10)
         assert answer.status == 200, answer.data
+
+
+def signed_head(web: Web, body: bytes, *extra: str) -> bytes:
+    url = f"{web.base}/api/hubspot/action"
+    lines = [f"POST /api/hubspot/action HTTP/1.1\r\nHost: 127.0.0.1:{web.port}\r\n"]
+    lines += [f"{name}: {value}\r\n" for name, value in signed_headers(body, url=url).items()]
+    lines += [f"{header}\r\n" for header in extra]
+    return ("".join(lines) + "\r\n").encode()
+
+
+def test_bodies_arrive_in_every_framing_and_oversized_ones_are_refused(tmp_path):
+    """The worker receives bodies itself: Expect: 100-continue gets its interim answer, chunked
+    bodies are read whole, and a body over the cap is a 413 on a closed connection."""
+    body = json.dumps(execution_payload(callback_id="framing")).encode()
+    with web_server(tmp_path, THROTTLE_BODY_READ_TIMEOUT_SECONDS="3") as web:
+        with socket.create_connection(("127.0.0.1", web.port), timeout=10) as client:
+            client.sendall(
+                signed_head(web, body, f"Content-Length: {len(body)}", "Expect: 100-continue")
+            )
+            assert client.recv(1024).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+            client.sendall(body)
+            reply = client.recv(65536)
+            assert reply.startswith(b"HTTP/1.1 200 "), reply
+        chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:50], body[50:]))
+        head = signed_head(web, body, "Transfer-Encoding: chunked", "Connection: close")
+        assert raw_request(web.port, head + chunked + b"0\r\n\r\n").status == 200
+        started = time.monotonic()
+        answer = raw_request(web.port, signed_head(web, b"", "Content-Length: 100000"))
+        assert answer.status == 413 and answer.closed_at - started < 2  # not read, no deadline
+        chunked_over = b"%x\r\n%s\r\n" % (70_000, b"x" * 70_000)
+        head = signed_head(web, b"", "Transfer-Encoding: chunked")
+        assert raw_request(web.port, head + chunked_over + b"0\r\n\r\n").status == 413
 
 
 def test_headers_that_stop_arriving_are_dropped_after_the_keep_alive_timeout(tmp_path):

@@ -13,86 +13,60 @@ fairness").
 
 gunicorn's gevent worker bounds the wait for request headers (its keep-alive timeout) but not the
 wait for a body: a client that announces a body and stops sending holds its greenlet forever.
-Here the whole body must arrive within ``body_read_timeout_seconds`` of the request's headers:
-a read that would wait past that raises `RequestTimeout` (the app answers 408) and the
-connection is closed after the answer. Each worker also raises its open-files limit (within the
-hard limit) to fit ``worker_connections``, so a flood of idle clients waits in greenlets, not in
-the kernel's accept queue in front of HubSpot.
+Here the worker receives the body itself before the app runs: the whole body (up to
+``max_body_bytes`` + 1, enough for the app's 413; a larger Content-Length is not read at all)
+must arrive within
+``body_read_timeout_seconds`` of the request's headers, else the worker answers 408 and closes
+the connection without running the app. The app only ever reads a body already in memory, and a
+client that stops sending costs a parse and a waiting greenlet, not a pass through the app. Each
+worker also raises its open-files limit (within the hard limit) to fit ``worker_connections``, so
+a flood of idle clients waits in greenlets, not in the kernel's accept queue in front of HubSpot.
 """
 
 from __future__ import annotations
 
-import logging
+import io
+import json
 import resource
 import socket
 import time
-from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any, ClassVar
 
 import gevent
+from gunicorn.http import wsgi
 from gunicorn.http.message import Request
 from gunicorn.workers.ggevent import GeventWorker
-from werkzeug.exceptions import RequestTimeout
 
-__all__ = ["BodyDeadline", "FairGeventWorker", "raise_open_files_limit"]
-
-log = logging.getLogger(__name__)
+__all__ = ["FairGeventWorker", "raise_open_files_limit", "receive_body"]
 
 # Descriptors a worker needs besides its client connections: the listener, database and Redis
 # pools, log files, the metrics files, the HubSpot session.
 SPARE_FILES = 256
+READ_STEP = 64 * 1024
 
 
-class BodyDeadline:
-    """A request body (``wsgi.input``) whose reads must finish by a deadline.
-
-    A read that would wait past the deadline raises `RequestTimeout` (an HTTP 408 for the app),
-    marks the body ``expired`` and calls ``on_expiry`` (the worker closes the connection after
-    the answer); data already received is still returned after the deadline, only waiting for
-    more is refused.
-    """
-
-    def __init__(
-        self,
-        body: Any,
-        deadline: float,
-        seconds: float,
-        on_expiry: Callable[[], None] = lambda: None,
-    ) -> None:
-        self._body = body
-        self._deadline = deadline  # time.monotonic()
-        self._seconds = seconds
-        self._on_expiry = on_expiry
-        self.expired = False
-
-    def _within_deadline(self, read: Callable[..., Any], size: int | None) -> Any:
-        timer = gevent.Timeout(max(0.0, self._deadline - time.monotonic()))
-        timer.start()
-        try:
-            return read(size)
-        except gevent.Timeout as exc:
-            if exc is not timer:
-                raise
-            self.expired = True
-            self._on_expiry()
-            raise RequestTimeout(
-                f"the request body did not arrive within {self._seconds:g} s"
-            ) from None
-        finally:
-            timer.close()
-
-    def read(self, size: int | None = None) -> bytes:
-        return self._within_deadline(self._body.read, size)
-
-    def readline(self, size: int | None = None) -> bytes:
-        return self._within_deadline(self._body.readline, size)
-
-    def readlines(self, size: int | None = None) -> list[bytes]:
-        return self._within_deadline(self._body.readlines, size)
-
-    def __iter__(self) -> Iterator[bytes]:
-        while line := self.readline():
-            yield line
+def receive_body(body: Any, limit: int, deadline: float) -> bytes | None:
+    """Read ``body`` (a gunicorn request body) up to ``limit`` bytes; None if that needs waiting
+    past ``deadline`` (time.monotonic()). Fewer than ``limit`` bytes means the whole body."""
+    chunks: list[bytes] = []
+    size = 0
+    timer = gevent.Timeout(max(0.0, deadline - time.monotonic()))
+    timer.start()
+    try:
+        while size < limit:
+            chunk = body.read(min(READ_STEP, limit - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except gevent.Timeout as exc:
+        if exc is not timer:
+            raise
+        return None
+    finally:
+        timer.close()
+    return b"".join(chunks)
 
 
 def raise_open_files_limit(needed: int) -> int:
@@ -108,9 +82,11 @@ def raise_open_files_limit(needed: int) -> int:
 
 class FairGeventWorker(GeventWorker):
     """`gunicorn -k throttle_app.ops.web_worker.FairGeventWorker`: yields after every request,
-    cuts off bodies that stop arriving (gunicorn.conf.py sets ``body_read_timeout_seconds``)."""
+    receives bodies under a deadline before the app runs (gunicorn.conf.py sets the class
+    attributes from the settings)."""
 
     body_read_timeout_seconds: ClassVar[float] = 5.0
+    max_body_bytes: ClassVar[int] = 64 * 1024
 
     def init_process(self) -> None:
         needed = self.worker_connections + SPARE_FILES
@@ -127,22 +103,13 @@ class FairGeventWorker(GeventWorker):
     def handle_request(
         self, listener_name: Any, req: Request, sock: socket.socket, addr: Any
     ) -> bool | None:
-        seconds = self.body_read_timeout_seconds
-        original = req.body
-
-        def close_after_answer() -> None:
-            req.must_close = True  # "Connection: close" on the 408, then gunicorn closes
-
-        deadline = time.monotonic() + seconds
-        body = req.body = BodyDeadline(original, deadline, seconds, close_after_answer)
-        try:
-            keep_alive = super().handle_request(listener_name, req, sock, addr)
-        finally:
-            # What the app left unread is drained by gunicorn before the next request on this
-            # connection, under its keep-alive timeout (a silent close), not this deadline.
-            req.body = original
-        if body.expired:
-            raise StopIteration  # the rest of the body may never come: close the connection
+        started = time.monotonic()
+        body = self._receive(req, sock, started + self.body_read_timeout_seconds)
+        if body is None:
+            self._refuse_slow_body(listener_name, req, sock, addr, started)
+            raise StopIteration  # the rest may never come: close the connection
+        req.body = io.BytesIO(body)
+        keep_alive = super().handle_request(listener_name, req, sock, addr)
         try:
             gevent.sleep(0)  # to the back of the run queue: other connections go first
         except gevent.GreenletExit:
@@ -150,3 +117,52 @@ class FairGeventWorker(GeventWorker):
             # (escaping, the exit would make gunicorn write a 500 after the answer).
             raise StopIteration from None
         return keep_alive
+
+    def _receive(self, req: Request, sock: socket.socket, deadline: float) -> bytes | None:
+        """The request's body as the app will see it, or None if it missed the deadline. A body
+        over the cap is cut at cap + 1 bytes (never read at all when its Content-Length says so)
+        and its connection closes after the answer; a chunked body is given to the app with
+        the Content-Length it turned out to have, so one over the cap is a 413 there too."""
+        limit = self.max_body_bytes + 1
+        declared = next((int(v) for name, v in req.headers if name == "CONTENT-LENGTH"), None)
+        if declared is not None and declared >= limit:
+            req.must_close = True
+            return b""  # the app refuses it by its Content-Length (413) without reading it
+        if req._expected_100_continue:  # the client waits for this before it sends the body
+            sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+            req._expected_100_continue = False
+        body = receive_body(req.body, limit, deadline)
+        if body is None:
+            return None
+        if len(body) >= limit:
+            req.must_close = True
+        if any(name == "TRANSFER-ENCODING" for name, _ in req.headers):
+            req.headers = [(name, v) for name, v in req.headers if name != "TRANSFER-ENCODING"]
+            req.headers.append(("CONTENT-LENGTH", str(len(body))))
+        return body
+
+    def _refuse_slow_body(
+        self, listener_name: Any, req: Request, sock: socket.socket, addr: Any, started: float
+    ) -> None:
+        """Answer 408 (JSON, like the app's errors, with a request id) and log the access."""
+        # Imported here, in the worker: gunicorn's master imports this module and never Flask.
+        from throttle_app.telemetry.request_context import REQUEST_ID_HEADER, request_id_from
+
+        req.must_close = True
+        resp, environ = wsgi.create(req, sock, addr, listener_name, self.cfg)
+        request_id = request_id_from(environ.get("HTTP_X_REQUEST_ID"))
+        seconds = self.body_read_timeout_seconds
+        error = {"error": f"the request body did not arrive within {seconds:g} s"}
+        payload = json.dumps(error).encode()
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Content-Length", str(len(payload))),
+            (REQUEST_ID_HEADER, request_id),
+        ]
+        resp.start_response("408 Request Timeout", headers)
+        try:
+            resp.write(payload)
+            resp.close()
+        finally:
+            elapsed = timedelta(seconds=time.monotonic() - started)
+            self.log.access(resp, req, environ, elapsed)
