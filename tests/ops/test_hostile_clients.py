@@ -199,7 +199,8 @@ def test_bodies_arrive_in_every_framing_and_oversized_ones_are_refused(tmp_path)
         head = signed_head(web, body, "Transfer-Encoding: chunked", "Connection: close")
         assert raw_request(web.port, head + chunked + b"0\r\n\r\n").status == 200
         started = time.monotonic()
-        answer = raw_request(web.port, signed_head(web, b"", "Content-Length: 100000"))
+        head = signed_head(web, b"", "Content-Length: 100000", "Expect: 100-continue")
+        answer = raw_request(web.port, head)
         assert answer.status == 413 and answer.closed_at - started < 2  # not read, no deadline
         chunked_over = b"%x\r\n%s\r\n" % (70_000, b"x" * 70_000)
         head = signed_head(web, b"", "Transfer-Encoding: chunked")

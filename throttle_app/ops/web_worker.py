@@ -127,6 +127,7 @@ class FairGeventWorker(GeventWorker):
         declared = next((int(v) for name, v in req.headers if name == "CONTENT-LENGTH"), None)
         if declared is not None and declared >= limit:
             req.must_close = True
+            req._expected_100_continue = False  # the final answer (413) comes instead
             return b""  # the app refuses it by its Content-Length (413) without reading it
         if req._expected_100_continue:  # the client waits for this before it sends the body
             sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
