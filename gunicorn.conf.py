@@ -1,37 +1,61 @@
 """gunicorn settings for the web process, taken from throttle_app.config (one place for settings).
 
 gevent workers (throttle_app/ops/web_worker.py: gunicorn's, made fair across keep-alive
-connections); psycopg2 made cooperative in each worker by wsgi.py, which every worker imports
-after the fork (no --preload: SQLAlchemy engines are not fork safe). Starting the master checks
-every setting, so a missing secret stops the service with one line before any worker starts.
+connections, with a deadline on request bodies); psycopg2 made cooperative in each worker by
+wsgi.py, which every worker imports after the fork (no --preload: SQLAlchemy engines are not fork
+safe). Starting the master checks every setting, so a missing secret stops the service with one
+line before any worker starts.
+
+Hostile clients: the request line, the number of headers and each header's size are capped
+(THROTTLE_LIMIT_REQUEST_*; gunicorn answers 400 or 414 above them), headers must arrive within the
+keep-alive timeout, a body within THROTTLE_BODY_READ_TIMEOUT_SECONDS (408), and each worker holds
+THROTTLE_WEB_CONNECTIONS connections, so idle clients wait in cheap greenlets while HubSpot's
+requests are still accepted and answered.
 
 Metrics: the workers' prometheus_client metrics live in PROMETHEUS_MULTIPROC_DIR (a fresh
 temporary directory per master when unset), wiped when the master starts; a dead worker's live
 gauges are dropped in `child_exit`. The master must not import prometheus_client before
 `on_starting` has set the variable (workers inherit the module, and its mode, from the master).
 
-Logs: gunicorn's error and access loggers go through the service's redaction filter, and error
-lines are JSON when THROTTLE_LOG_JSON is on (the access line format below is already JSON).
+Logs: gunicorn's error and access loggers go through the service's redaction filter; access lines
+are JSON records (telemetry/gunicorn_logs.py), error lines are JSON when THROTTLE_LOG_JSON is on.
 """
 
 import os
 import shutil
 import tempfile
 
-from gunicorn.glogging import Logger
-
 from throttle_app.config import Settings
-from throttle_app.telemetry.logs import JsonFormatter, redacting_filter
+from throttle_app.ops.web_worker import FairGeventWorker
+from throttle_app.telemetry.gunicorn_logs import ServiceLogger
 
 _settings = Settings.from_env()
 
+
+class WebWorker(FairGeventWorker):
+    """The fair gevent worker with this deployment's body deadline and body cap."""
+
+    body_read_timeout_seconds = _settings.body_read_timeout_seconds
+    max_body_bytes = _settings.max_body_bytes
+
+
+class RedactingLogger(ServiceLogger):
+    """gunicorn's logger with this deployment's secrets redacted."""
+
+    secrets = _settings.secrets
+    json_errors = _settings.log_json
+
+
 bind = f"0.0.0.0:{_settings.port}"
-worker_class = "throttle_app.ops.web_worker.FairGeventWorker"  # gevent, fair across connections
+worker_class = WebWorker  # gevent, fair across connections, bodies received under a deadline
 workers = _settings.web_workers
 worker_connections = _settings.web_connections
 timeout = _settings.web_timeout_seconds
 graceful_timeout = _settings.web_graceful_timeout_seconds
-keepalive = 5
+keepalive = 5  # also the longest wait for a request's headers
+limit_request_line = _settings.limit_request_line
+limit_request_fields = _settings.limit_request_fields
+limit_request_field_size = _settings.limit_request_field_size
 # No gunicornc control socket: its default path is per user, not per server, so every master on a
 # host (tests, benchmarks, a dev stack) would share it; pods are managed through Kubernetes.
 control_socket_disable = True
@@ -39,27 +63,6 @@ preload_app = False
 accesslog = "-"
 errorlog = "-"
 loglevel = _settings.log_level.lower()
-access_log_format = (
-    '{"type":"access","remote":"%(h)s","method":"%(m)s","path":"%(U)s","status":%(s)s,'
-    '"bytes":"%(B)s","duration_us":%(D)s,"request_id":"%({X-Request-Id}o)s","agent":"%(a)s"}'
-)
-
-
-class RedactingLogger(Logger):
-    """gunicorn's logger with the redaction filter on its handlers (re-applied on reload)."""
-
-    def setup(self, cfg):
-        super().setup(cfg)
-        redact = redacting_filter()
-        redact.set_secrets(_settings.secrets)
-        for handler in self.error_log.handlers + self.access_log.handlers:
-            if redact not in handler.filters:
-                handler.addFilter(redact)
-        if _settings.log_json:
-            for handler in self.error_log.handlers:
-                handler.setFormatter(JsonFormatter())
-
-
 logger_class = RedactingLogger
 
 

@@ -104,13 +104,30 @@ class Settings:
     # Web server (gunicorn.conf.py)
     web_workers: int = integer("THROTTLE_WEB_WORKERS", 2, "gunicorn workers", low=1, high=64)
     web_connections: int = integer(
-        "THROTTLE_WEB_CONNECTIONS", 500, "gevent connections per worker", low=1, high=10_000
+        "THROTTLE_WEB_CONNECTIONS", 2000, "gevent connections per worker", low=1, high=10_000
     )
     web_timeout_seconds: int = integer("THROTTLE_WEB_TIMEOUT_SECONDS", 30, "timeout", low=1)
     web_graceful_timeout_seconds: int = integer(
         "THROTTLE_WEB_GRACEFUL_TIMEOUT_SECONDS", 20, "graceful timeout", low=1
     )
     bench_endpoints: bool = boolean("THROTTLE_BENCH_ENDPOINTS", False, "/api/bench/ceiling")
+    # Hostile clients: request size limits and slow bodies (gunicorn.conf.py, ops/web_worker.py),
+    # health checks reused for a moment (ops/health.py)
+    limit_request_line: int = integer(
+        "THROTTLE_LIMIT_REQUEST_LINE", 4094, "longest request line (414 above)", low=256, high=8190
+    )
+    limit_request_fields: int = integer(
+        "THROTTLE_LIMIT_REQUEST_FIELDS", 50, "most headers per request", low=10, high=32768
+    )
+    limit_request_field_size: int = integer(
+        "THROTTLE_LIMIT_REQUEST_FIELD_SIZE", 8190, "longest header line", low=1024, high=65536
+    )
+    body_read_timeout_seconds: float = number(
+        "THROTTLE_BODY_READ_TIMEOUT_SECONDS", 5.0, "a body must arrive within this (408)"
+    )
+    health_cache_ms: int = integer(
+        "THROTTLE_HEALTH_CACHE_MS", 1000, "health checks reused this long", low=0, high=60_000
+    )
     # Intake
     hold_duration: timedelta = duration(  # noqa: RUF009 (a row is a dataclasses.field)
         "THROTTLE_HOLD_DURATION", timedelta(weeks=4), "hold answered to HubSpot"

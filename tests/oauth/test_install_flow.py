@@ -60,6 +60,23 @@ def test_authorize_redirects_to_hubspot_with_a_browser_bound_state(client, fake)
     assert query_param(location, "state") not in cookie
 
 
+def test_2000_anonymous_authorize_requests_store_nothing(client, redis_conn):
+    """The issue's flood: every anonymous authorize used to store a state in Redis."""
+    states = {query_param(client.get("/api/oauth/authorize").headers["Location"], "state")}
+    for _ in range(1999):
+        response = client.get("/api/oauth/authorize")
+        assert response.status_code == 302
+        states.add(query_param(response.headers["Location"], "state"))
+    assert len(states) == 2000
+    assert redis_conn.dbsize() == 0
+
+
+def test_an_install_leaves_one_used_mark_in_redis(client, redis_conn):
+    assert install(client).status_code == 200
+    (key,) = redis_conn.keys("*")
+    assert key.startswith(b"throttle:oauth:used-state:") and redis_conn.ttl(key) <= 602
+
+
 def test_public_base_url_sets_the_redirect_uri_and_a_secure_cookie(build):
     client = build(public_base_url="https://throttle.example.com").test_client()
     response = client.get("/api/oauth/authorize")

@@ -279,3 +279,14 @@ def test_filter_never_raises() -> None:
     assert RedactingFilter(["secret-value"]).filter(record) is True
     assert isinstance(record.getMessage(), str)
     assert isinstance(JsonFormatter().format(record), str)
+
+
+def test_one_record_per_line_whatever_values_hold(capture: Callable[[], list[dict]]) -> None:
+    """json.dumps escapes control characters; U+0085, U+2028 and U+2029 are escaped too, so
+    readers that split on Unicode line boundaries still see one record per line."""
+    hostile = 'path\\"quote"\x00\x1b\n\r\x85\u2028\u2029end'
+    logging.getLogger("throttle.test.lines").info("seen %s", hostile, extra={"agent": hostile})
+    text = _text(capture)
+    assert len(text.splitlines()) == 1
+    (line,) = capture()
+    assert line["message"] == f"seen {hostile}" and line["agent"] == hostile

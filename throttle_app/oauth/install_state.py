@@ -1,18 +1,25 @@
-"""The OAuth ``state``: random, bound to the browser, single-use, valid for 10 minutes.
+"""The OAuth ``state``: random, bound to the browser, single-use, valid for 10 minutes, and kept
+nowhere on the server until the callback.
 
-`issue_state` makes 32 random bytes, stores their SHA-256 in Redis (``SET NX EX``, so the value
-itself never sits in Redis) and signs the state (itsdangerous, SECRET_KEY, timestamped) for an
-HttpOnly, SameSite=Lax cookie on ``/api/oauth/``. `consume_state` requires the callback's
-``state`` to equal the cookie's (constant time), the cookie's signature to be valid and younger
-than the TTL, and then removes the Redis entry with one ``GETDEL``: a second use finds nothing.
-The cookie is checked before Redis is touched, so a forged callback cannot burn a real state.
+`issue_state` makes 32 random bytes (the state HubSpot carries back) and signs them, with a
+timestamp, into an HttpOnly, SameSite=Lax cookie on ``/api/oauth/`` (itsdangerous, SECRET_KEY).
+Nothing is stored: an anonymous ``authorize`` costs a signature, not a Redis key.
+
+`consume_state` requires the callback's ``state`` to equal the cookie's (constant time), the
+cookie's signature to be valid and younger than the TTL, and then marks the state used with one
+``SET NX`` of its SHA-256 (the value itself never sits in Redis), expiring just after the cookie
+would: a second use finds the mark. The cookie is checked before Redis is touched, so a forged
+callback writes nothing and cannot burn a real state. Redis therefore holds at most one small key
+per callback that carried a browser's valid state, each gone once that state has expired anyway.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
+import time
 from dataclasses import dataclass, field
 
 import redis
@@ -25,17 +32,19 @@ __all__ = [
     "COOKIE_NAME",
     "IssuedState",
     "StateError",
+    "check_store",
     "clear_state_cookie",
     "consume_state",
     "issue_state",
     "set_state_cookie",
+    "used_key",
 ]
 
 COOKIE_NAME = "throttle_oauth_state"
 COOKIE_PATH = "/api/oauth/"
 MAX_STATE_LENGTH = 128
 _SALT = "throttle.oauth-state.v1"
-_KEY_PREFIX = "throttle:oauth:state:"
+_USED_PREFIX = "throttle:oauth:used-state:"
 
 MESSAGES = {
     "missing": "This install link is incomplete, or it was opened in a different browser than "
@@ -66,17 +75,21 @@ def _serializer(settings: Settings) -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(settings.secret_key, salt=_SALT)
 
 
-def _redis_key(state: str) -> str:
-    return _KEY_PREFIX + hashlib.sha256(state.encode()).hexdigest()
+def used_key(state: str) -> str:
+    """The Redis key that marks ``state`` as used (its SHA-256, never the value)."""
+    return _USED_PREFIX + hashlib.sha256(state.encode()).hexdigest()
 
 
-def issue_state(conn: redis.Redis, settings: Settings) -> IssuedState:
-    """A fresh state, remembered in Redis for ``oauth_state_ttl_seconds``."""
-    for _ in range(3):
-        value = secrets.token_urlsafe(32)
-        if conn.set(_redis_key(value), b"1", nx=True, ex=settings.oauth_state_ttl_seconds):
-            return IssuedState(value, _serializer(settings).dumps(value))
-    raise RuntimeError("could not store a new OAuth state")  # 3 collisions of 256 random bits
+def issue_state(settings: Settings) -> IssuedState:
+    """A fresh state and its signed cookie; nothing is stored."""
+    value = secrets.token_urlsafe(32)
+    return IssuedState(value, _serializer(settings).dumps(value))
+
+
+def check_store(conn: redis.Redis) -> None:
+    """Raise RedisError when the store that marks states used does not answer (a PING, no
+    write), so an install that could not finish is refused before the admin consents."""
+    conn.ping()
 
 
 def consume_state(
@@ -87,19 +100,21 @@ def consume_state(
         raise StateError("missing")
     if len(state) > MAX_STATE_LENGTH or len(cookie) > 4 * MAX_STATE_LENGTH:
         raise StateError("forged")
+    ttl = settings.oauth_state_ttl_seconds
     try:
-        # One second less than Redis's TTL: whole-second cookie ages then never accept a state
-        # whose Redis entry has already expired, so "reused" below really means reused.
-        max_age = max(1, settings.oauth_state_ttl_seconds - 1)
-        bound = _serializer(settings).loads(cookie, max_age=max_age)
+        bound, signed_at = _serializer(settings).loads(cookie, max_age=ttl, return_timestamp=True)
     except SignatureExpired:
         raise StateError("expired") from None
     except BadSignature:
         raise StateError("forged") from None
     if not isinstance(bound, str) or not hmac.compare_digest(bound.encode(), state.encode()):
         raise StateError("forged")
-    if conn.getdel(_redis_key(state)) is None:
-        raise StateError("reused")  # the cookie is within its TTL, so Redis forgot it on use
+    # itsdangerous stamps whole seconds and accepts an age of up to `ttl` whole seconds, so the
+    # cookie is accepted until signed_at + ttl + 1; the mark outlives that by a second.
+    accepted_until = signed_at.timestamp() + ttl + 1
+    keep = max(1, math.ceil(accepted_until + 1 - time.time()))
+    if not conn.set(used_key(state), b"1", nx=True, ex=keep):
+        raise StateError("reused")
 
 
 def set_state_cookie(

@@ -117,10 +117,11 @@ class OAuthViews:
     def authorize(self) -> Response:
         settings = self._settings
         try:
-            issued = install_state.issue_state(self._redis, settings)
+            install_state.check_store(self._redis)
         except RedisError:
             log.exception("oauth state store unavailable")
             return self._failure("unavailable")
+        issued = install_state.issue_state(settings)
         query = urlencode(
             {
                 "client_id": settings.hubspot_client_id,

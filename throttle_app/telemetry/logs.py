@@ -13,14 +13,15 @@ import contextlib
 import contextvars
 import json
 import logging
-import re
 import sys
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import IO, Any
-from urllib.parse import quote
+
+from throttle_app.telemetry.redaction import MAX_REDACTED_CHARS, REDACTED, Redactor
 
 __all__ = [
+    "REDACTED",
     "ContextFilter",
     "JsonFormatter",
     "RedactingFilter",
@@ -32,46 +33,6 @@ __all__ = [
     "redacting_filter",
     "unbind",
 ]
-
-REDACTED = "[REDACTED]"
-MIN_SECRET_LENGTH = 6
-
-_KEY_NAMES = r"\w*(?:token|secret|password|passwd)|code|api_?key|hapikey"
-_KEY = rf"(?:{_KEY_NAMES}|authorization)"
-_VALUE_KEY = rf"(?:{_KEY_NAMES})"  # a value follows the key (not an auth scheme)
-_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
-    # "Bearer xxx" anywhere (Authorization headers, repr of header dicts, error texts).
-    (re.compile(r"(?i)\b(bearer\s+)[A-Za-z0-9\-._~+/]+=*"), r"\1" + REDACTED),
-    # "Authorization: Basic xxx" and other non-bearer schemes.
-    (
-        re.compile(r"(?i)\b(authorization[\"']?\s*[:=]\s*[\"']?(?:basic|token)\s+)[^\s\"',;]+"),
-        r"\1" + REDACTED,
-    ),
-    # JSON or Python-repr values: "access_token": "...", 'password': '...'.
-    (
-        re.compile(rf"(?i)(\"{_KEY}\"\s*:\s*\")(?:[^\"\\]|\\.)*(\")"),
-        r"\1" + REDACTED + r"\2",
-    ),
-    (re.compile(rf"(?i)('{_KEY}'\s*:\s*')(?:[^'\\]|\\.)*(')"), r"\1" + REDACTED + r"\2"),
-    # Form bodies and query strings: refresh_token=...&, code=...
-    (re.compile(rf"(?i)(?<![\w.-])({_KEY}=)[^&\s\"'#;,]+"), r"\1" + REDACTED),
-    # Keyword-argument reprs: access_token='...', refresh_token="..."
-    (
-        re.compile(rf"(?i)(?<![\w.-])({_KEY}=)(['\"])(?:(?!\2)[^\\]|\\.)*\2"),
-        r"\1\2" + REDACTED + r"\2",
-    ),
-    # Unquoted "key: value" (YAML, header-like and message text): refresh_token: na1-...
-    (
-        re.compile(rf"(?i)(?<![\w.\"'-])({_VALUE_KEY}:[ \t]*)(?![\"'\s])[^\s\"',;}}]+"),
-        r"\1" + REDACTED,
-    ),
-    # Passwords in URLs: scheme://user:PASS@host -> scheme://user:***@host
-    (re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/?#@\"']*:)[^\s@\"'<>]+(@)"), r"\1***\2"),
-)
-
-# Every pattern above needs one of these words: a line without any (most access log lines)
-# skips the patterns after one cheap search.
-_TRIGGER = re.compile(r"(?i)bearer|authorization|token|secret|passw|code|api_?key|hapikey|://")
 
 # Attributes every LogRecord has; anything else on a record came from `extra` or the context.
 _STANDARD_ATTRS = frozenset(
@@ -129,36 +90,21 @@ class ContextFilter(logging.Filter):
 
 
 class RedactingFilter(logging.Filter):
-    """Redacts literal secrets and secret-looking patterns from a record. Never raises."""
+    """Redacts literal secrets and secret-looking patterns from a record (telemetry/redaction.py:
+    linear in the text's length, every text cut at ``max_chars``). Never raises."""
 
-    def __init__(self, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, secrets: Iterable[str] = (), max_chars: int = MAX_REDACTED_CHARS) -> None:
         super().__init__()
-        self._literal: re.Pattern[str] | None = None
-        self.set_secrets(secrets)
+        self._redactor = Redactor(secrets, max_chars)
 
     def set_secrets(self, secrets: Iterable[str]) -> None:
         """Replace the literal secrets (values shorter than 6 characters are ignored)."""
-        variants: set[str] = set()
-        for secret in secrets or ():
-            if isinstance(secret, bytes):
-                secret = secret.decode("utf-8", "replace")
-            if not isinstance(secret, str) or len(secret.strip()) < MIN_SECRET_LENGTH:
-                continue
-            variants.update({secret, secret.strip(), quote(secret, safe="")})
-        ordered = sorted(variants, key=len, reverse=True)
-        # One attribute assignment: threads logging meanwhile see the old or the new pattern.
-        self._literal = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._redactor.set_secrets(secrets)
 
-    def redact(self, text: str) -> str:
-        """Return ``text`` with known secrets and secret-looking values replaced."""
-        literal = self._literal
-        if literal is not None:
-            text = literal.sub(REDACTED, text)
-        if _TRIGGER.search(text) is None:
-            return text
-        for pattern, replacement in _PATTERNS:
-            text = pattern.sub(replacement, text)
-        return text
+    def redact(self, text: str, max_chars: int | None = None) -> str:
+        """Return ``text`` with known secrets and secret-looking values replaced, cut at
+        ``max_chars`` when given (and at the filter's own limit in any case)."""
+        return self._redactor.redact(text, max_chars)
 
     def _redact_value(self, value: Any, depth: int = 0) -> Any:
         if isinstance(value, str):
@@ -211,8 +157,14 @@ def _extras(record: logging.LogRecord) -> dict[str, Any]:
     return {k: v for k, v in vars(record).items() if k not in _STANDARD_ATTRS}
 
 
+# json.dumps escapes every control character below U+0020; these three break a line for readers
+# that split on Unicode line boundaries (Python's str.splitlines), so they are escaped as well.
+_LINE_BREAKS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: timestamp, level, logger, message, context/extras, exc_info."""
+    """One JSON object per line, whatever the values hold: timestamp, level, logger, message,
+    context/extras, exc_info. No character of a value can end the line early."""
 
     def format(self, record: logging.LogRecord) -> str:
         try:
@@ -232,7 +184,8 @@ class JsonFormatter(logging.Formatter):
             payload["exc_info"] = record.exc_text
         if record.stack_info:
             payload["stack_info"] = record.stack_info
-        return json.dumps(payload, default=str, ensure_ascii=False)
+        line = json.dumps(payload, default=str, ensure_ascii=False)
+        return line.translate(_LINE_BREAKS)
 
 
 class TextFormatter(logging.Formatter):
