@@ -22,6 +22,16 @@ format:          ## ruff format and autofix
 chart:           ## lint, render and validate the Helm chart offline
 	bash scripts/check_chart.sh
 
+.PHONY: lock audit sbom
+lock:            ## regenerate requirements/*.txt (hash-locked) from pyproject.toml
+	bash scripts/lock.sh
+
+audit:           ## bandit on the shipped code, pip-audit on the locks
+	bash scripts/audit.sh
+
+sbom:            ## the image's CycloneDX SBOM, from the runtime lock, into build/sbom.cdx.json
+	bash scripts/sbom.sh
+
 bench-intake:    ## durable intake against its no-database ceiling (needs wrk)
 	.venv/bin/python scripts/bench_intake.py
 

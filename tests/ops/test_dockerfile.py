@@ -1,56 +1,31 @@
-"""The Dockerfile builds the image every role runs from, and the dev tools stay out of it. No
-services, no Docker needed: the stages and .dockerignore are read as text, and the runtime tree
-the builder assembles is rebuilt here and every role's code imported from it (tests/
-test_packaging.py builds the wheel the image installs)."""
+"""The Dockerfile builds the image every role runs from, from the hash-locked requirements only,
+with its SBOM, and the dev tools stay out of it. No services, no Docker needed: the stages and
+.dockerignore are read as text, and the runtime tree the builder assembles is rebuilt here and
+every role's code imported from it (tests/ops/test_image_replay.py runs the stages' steps,
+tests/test_packaging.py builds the wheel the image installs)."""
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import shlex
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import service_env
-from tests.support.shipping import ROOT
-
-DOCKERFILE = ROOT / "Dockerfile"
-DEV_ONLY = ("fake_hubspot", "devtools", "tests")
-# What each role imports: web (wsgi, gunicorn.conf.py's worker class), worker, scheduler, the
-# probes, migrate (throttle_app's CLI and migrations), dashboard.
-ROLE_MODULES = (
-    "wsgi",
-    "throttle_app.ops.web_worker",
-    "workers.worker",
-    "workers.scheduler",
-    "workers.healthcheck",
-    "throttle_app.ops.dashboard",
-    "flask_migrate",
+from tests.support.dockerfile import (
+    DEV_ONLY,
+    DOCKERFILE,
+    assert_roles_import,
+    dockerignore_rules,
+    ignored,
+    pip_commands,
+    run_steps,
+    runtime_tree_commands,
+    stages,
 )
-
-
-def stages() -> dict[str, str]:
-    """Stage name -> its text (FROM line to the next FROM)."""
-    parts = re.split(r"^(?=FROM )", DOCKERFILE.read_text(), flags=re.M)
-    named = {}
-    for part in parts[1:]:
-        match = re.match(r"FROM \S+ AS (\w+)", part)
-        assert match, part.splitlines()[0]
-        named[match.group(1)] = part
-    return named
-
-
-def runtime_tree_commands() -> list[list[str]]:
-    """The builder's `RUN mkdir -p /app ... && cp ...` step, as argv lists."""
-    builder = stages()["builder"]
-    run = re.search(r"^RUN mkdir -p /app.*?(?<!\\)\n(?!\s)", builder, re.S | re.M)
-    assert run, "the builder has no RUN step assembling /app"
-    text = run.group(0)[len("RUN ") :].replace("\\\n", " ")
-    return [shlex.split(command) for command in text.split("&&")]
+from tests.support.shipping import ROOT
 
 
 def test_dockerfile_entrypoint_and_user() -> None:
@@ -73,6 +48,45 @@ def test_runtime_is_the_default_target_and_takes_only_the_wheels_and_app_tree() 
         assert name not in runtime
 
 
+def test_the_builder_fetches_only_what_the_locks_hash() -> None:
+    """Every pip command of the builder installs or downloads from a lock with --require-hashes,
+    or builds the project itself without dependencies; builds use the locked backend (no build
+    isolation, which would fetch an unpinned setuptools); nothing points pip at another index."""
+    commands = pip_commands("builder")
+    locks = set()
+    for argv in commands:
+        assert argv[1] in ("install", "wheel"), argv
+        assert not {"--index-url", "--extra-index-url", "--find-links", "-i", "-f"} & set(argv)
+        if "-r" in argv:
+            assert "--require-hashes" in argv, argv
+            locks.add(argv[argv.index("-r") + 1])
+        else:
+            assert argv[1] == "wheel" and argv[-1] == "." and "--no-deps" in argv, argv
+        if argv[1] == "wheel":
+            assert "--no-build-isolation" in argv, argv
+    assert locks == {"requirements/build.txt", "requirements/runtime.txt"}
+    runtime_pips = pip_commands("runtime")
+    assert [argv[:3] for argv in runtime_pips] == [
+        ["pip", "install", "--no-index"],
+        ["pip", "uninstall", "--yes"],
+    ]
+
+
+def test_the_builder_ships_the_sbom_of_the_runtime_lock() -> None:
+    """`make sbom`'s script, run with the locked build tools, into the app tree the runtime
+    stage copies."""
+    steps = [step for step in run_steps("builder") if "sbom" in step]
+    assert len(steps) == 1
+    argv = shlex.split(steps[0].split("&&")[0])
+    assert argv == [
+        "CYCLONEDX_PY=/opt/build/bin/cyclonedx-py",
+        "bash",
+        "scripts/sbom.sh",
+        "/app/sbom.cdx.json",
+    ]
+    assert "bash scripts/sbom.sh" in (ROOT / "Makefile").read_text()
+
+
 def test_the_app_tree_is_the_service_and_its_entrypoint_only() -> None:
     copied = []
     for argv in runtime_tree_commands():
@@ -90,28 +104,12 @@ def test_the_sandbox_stage_is_the_fake_alone() -> None:
     assert re.search(r"^USER 10001:10001$", sandbox, re.M)
 
 
-def ignored(path: str, rules: list[str]) -> bool:
-    """Whether .dockerignore's `rules` leave `path` out of the build context (last match wins)."""
-    verdict = False
-    for rule in rules:
-        negated = rule.startswith("!")
-        pattern = rule.lstrip("!").rstrip("/")
-        parts = path.split("/")
-        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-        if any(fnmatch.fnmatch(prefix, pattern) for prefix in prefixes):
-            verdict = not negated
-    return verdict
-
-
 def test_dockerignore_keeps_the_dev_tools_out_and_what_the_stages_copy_in() -> None:
-    rules = [
-        line.strip()
-        for line in (ROOT / ".dockerignore").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
+    rules = dockerignore_rules()
     for path in ("devtools/smoke.py", "tests/conftest.py", "scripts/run.sh", "Procfile"):
         assert ignored(path, rules), path
     needed = ["pyproject.toml", "wsgi.py", "gunicorn.conf.py", "scripts/entrypoint.sh"]
+    needed += ["requirements/runtime.txt", "requirements/build.txt", "scripts/sbom.sh"]
     needed += ["throttle_app/app.py", "workers/worker.py", "migrations/env.py"]
     needed += ["fake_hubspot/server.py"]  # the sandbox stage's
     for path in needed:
@@ -134,25 +132,7 @@ def test_every_role_imports_from_the_runtime_tree_without_the_dev_tools(tmp_path
     assert sorted(p.name for p in tree.iterdir()) == sorted(
         ["wsgi.py", "gunicorn.conf.py", "throttle_app", "migrations", "workers", "scripts"]
     )
-    program = "; ".join(
-        [
-            "import sys, runpy",
-            *(f"sys.modules[{name!r}] = None" for name in DEV_ONLY),
-            *(f"import {module}" for module in ROLE_MODULES),
-            "runpy.run_path('gunicorn.conf.py')",
-            f"assert throttle_app.__file__.startswith({str(tree)!r}), throttle_app.__file__",
-            f"assert workers.__file__.startswith({str(tree)!r}), workers.__file__",
-        ]
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", program],
-        cwd=tree,
-        env={**service_env(), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert_roles_import(Path(sys.executable), tree)
 
 
 @pytest.mark.parametrize("name", DEV_ONLY)

@@ -43,7 +43,7 @@ __all__ = [
     "refresh",
 ]
 
-TOKEN_PATH = "/oauth/2026-03/token"  # noqa: S105 (a path, not a secret)
+TOKEN_PATH = "/oauth/2026-03/token"  # noqa: S105  # nosec B105 # a path, not a secret
 INTROSPECT_PATH = "/oauth/2026-03/token/introspect"
 DEAD_GRANT_STATUSES = frozenset({"BAD_REFRESH_TOKEN", "BAD_AUTH_CODE"})
 # HubSpot's access tokens live 30 minutes; a longer answer is trusted up to a day (the token is
@@ -136,7 +136,7 @@ def refresh(settings: Settings, refresh_token: str) -> TokenGrant:
 
 def introspect(settings: Settings, access_token: str) -> TokenInfo:
     """What an access token is: its portal (``hub_id``), domain, user, scopes and app."""
-    form = _client_form(settings) | {"token": access_token, "token_type_hint": "access_token"}
+    form = _client_form(settings) | {"token": access_token, "token_type_hint": "access_token"}  # nosec B105 # a field name
     body = _post_form(settings, INTROSPECT_PATH, form)
     if body.get("active") is not True:
         raise OAuthBadAnswer("HubSpot says the new access token is not active")
@@ -240,7 +240,7 @@ def _retry_after(response: requests.Response) -> float | None:
 
 def _backoff(attempt: int, retry_after: float | None) -> float:
     base = retry_after if retry_after is not None else 0.2 * 2 ** (attempt - 1)
-    return min(TOKEN_BACKOFF_MAX_SECONDS, base) + random.uniform(0, TOKEN_BACKOFF_JITTER_SECONDS)
+    return min(TOKEN_BACKOFF_MAX_SECONDS, base) + random.uniform(0, TOKEN_BACKOFF_JITTER_SECONDS)  # nosec B311 # jitter
 
 
 def _text(value: Any) -> str | None:

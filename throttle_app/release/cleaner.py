@@ -146,7 +146,7 @@ _QUIET = """NOT q.paused AND NOT q.draining
                       WHERE e.queue_id = q.id AND e.state = 'claimed')"""
 
 # Quiet queues without live executions (throttle_queues, and the pending and claimed indexes).
-_QUIET_QUEUES = text(f"SELECT q.id FROM throttle_queues q WHERE {_QUIET} ORDER BY q.id")  # noqa: S608
+_QUIET_QUEUES = text(f"SELECT q.id FROM throttle_queues q WHERE {_QUIET} ORDER BY q.id")  # noqa: S608  # nosec B608 # constants
 
 # Which of them have no execution at all. action_executions has no index on queue_id alone (a
 # write on the hot path for a daily question), so this reads the table once, for every
@@ -179,7 +179,7 @@ _DELETE_QUIET_EMPTY = text(
       AND NOT EXISTS (SELECT 1 FROM action_executions e
                       WHERE e.queue_id = q.id AND e.finished_at >= :finished_since)
     RETURNING q.id
-    """  # noqa: S608 (module constants only, like the statement above)
+    """  # noqa: S608  # nosec B608 # module constants only, like the statement above
 )
 # A row that became terminal in a transaction still open when the scan began has a finished_at
 # a little before the scan: statements are bounded by the statement timeout (10 s by default).

@@ -77,7 +77,8 @@ def upsert_config(session: Session, values: dict[str, Any]) -> ThrottleConfig:
     )
     session.execute(statement)
     config = find_config(session, values["portal_id"], values["action_id"])
-    assert config is not None
+    if config is None:  # the row the statement above wrote, in this transaction
+        raise LookupError(f"override {values['portal_id']}/{values['action_id']} vanished")
     return config
 
 

@@ -126,7 +126,7 @@ def unavailable(exc: PortalUnavailable) -> Stop:
 def backoff_seconds(streak: int, base: float, cap: float) -> float:
     """The pause after `streak` failures in a row: base doubling up to cap, times 0.5..1 jitter
     (the per-row retry backoff of outcomes.mark_retry, the queue's, and a prompt retry's)."""
-    return min(cap, base * 2 ** min(streak - 1, 30)) * (0.5 + random.random() / 2)
+    return min(cap, base * 2 ** min(streak - 1, 30)) * (0.5 + random.random() / 2)  # nosec B311 # jitter
 
 
 class ClaimSender:
