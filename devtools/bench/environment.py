@@ -19,6 +19,7 @@ from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
 from throttle_app.oauth import tokens as oauth_tokens
+from throttle_app.release.schedule import ReleaseSchedule, app_schedule
 
 SECRET = "bench-client-secret"
 DB = os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/throttle_bench")
@@ -56,10 +57,12 @@ def fresh_database(env: dict[str, str]) -> None:
     )
 
 
-def installed_app(fake) -> tuple[dict[str, str], Flask]:
+def installed_app(fake, **extra: str) -> tuple[dict[str, str], Flask]:
     """A fresh benchmark database and an app whose portal PORTAL is installed at `fake`; the
-    environment the service's processes get."""
-    env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
+    environment the service's processes get (plus `extra` variables)."""
+    env = service_env(
+        DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url, **extra
+    )
     fresh_database(env)
     app = create_app(Settings.from_env(env))
     issued = fake.issue_tokens(PORTAL)
@@ -74,3 +77,8 @@ def installed_app(fake) -> tuple[dict[str, str], Flask]:
     with app.app_context():
         oauth_tokens.store_install(grant, info)
     return env, app
+
+
+def release_schedule(app: Flask) -> ReleaseSchedule:
+    """`app`'s release schedule (call inside its app context)."""
+    return app_schedule()

@@ -6,9 +6,16 @@ Two scenarios, each from a fresh benchmark database:
               bottleneck; reports completions/s, calls against the token bucket's allowance,
               average batch size and 429s;
   rates       three queues (100 per 2 s, 50 per 1 s, 10 per 1 s) with a backlog each: reports the
-              largest count in any window of T against N and the sustained rate against N/T.
+              largest count in any window of T against N and the sustained rate against N/T;
+  reads       the rates scenario's tables without running it: only the timed reads below.
 
-    python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|all]
+Production-sized tables (devtools/bench/preload.py): `--queues-idle K` adds K queues without a
+backlog and `--terminal-rows N` N terminal executions spread over them, before the scenario's
+own rows. The rates and reads scenarios then time a release job's next_look, the metrics
+scrape, its backlog query and the queue listing on those tables (devtools/bench/reads.py).
+
+    python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|reads|all]
+        [--terminal-rows N --queues-idle K]
 """
 
 from __future__ import annotations
@@ -24,10 +31,18 @@ import time
 import psycopg2
 
 from devtools import ROOT
-from devtools.bench.environment import DB, PORTAL, REDIS, SECRET, installed_app, service_env
+from devtools.bench import preload, reads
+from devtools.bench.environment import (
+    DB,
+    PORTAL,
+    REDIS,
+    SECRET,
+    installed_app,
+    release_schedule,
+    service_env,
+)
 from fake_hubspot import FakeHubSpot
 from throttle_app.config import Settings
-from throttle_app.release.schedule import app_schedule
 
 
 def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
@@ -66,7 +81,7 @@ def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, f
     try:
         time.sleep(1.0)
         with app.app_context():
-            app_schedule().wake(queues)
+            release_schedule(app).wake(queues)
         while len({c["callback_id"] for c in fake.completions()}) < total:
             if time.monotonic() - started > 300:
                 sys.exit("benchmark timed out")
@@ -95,9 +110,18 @@ def throughput(env, app, fake, workers: int) -> None:
     )
 
 
+RATE_SPECS = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]  # name, N, T, backlog
+
+
+def table_reads(env, app, fake, workers: int) -> None:
+    queues = [hold(name, count, n, t) for name, n, t, count in RATE_SPECS]
+    reads.report(app, env, queues)
+
+
 def rates(env, app, fake, workers: int) -> None:
-    specs = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]
+    specs = RATE_SPECS
     queues = [hold(name, count, n, t) for name, n, t, count in specs]
+    reads.report(app, env, queues)
     run(env, app, workers, queues, sum(s[3] for s in specs), fake)
     completions = fake.completions()
     for name, n, t, _ in specs:
@@ -114,17 +138,23 @@ def rates(env, app, fake, workers: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--scenario", choices=["throughput", "rates", "all"], default="all")
+    parser.add_argument(
+        "--scenario", choices=["throughput", "rates", "reads", "all"], default="all"
+    )
+    preload.add_options(parser)
     args = parser.parse_args()
     bucket = Settings.from_env(service_env(DB, REDIS))
     print(
         f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
         f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
     )
+    print(f"tables: {args.terminal_rows:,} terminal rows over {args.queues_idle:,} idle queues")
+    scenarios = {"throughput": throughput, "rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-            env, app = installed_app(fake)
-            {"throughput": throughput, "rates": rates}[scenario](env, app, fake, args.workers)
+            env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
+            preload.tables(DB, PORTAL, args)
+            scenarios[scenario](env, app, fake, args.workers)
 
 
 if __name__ == "__main__":
