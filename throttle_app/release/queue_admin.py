@@ -72,28 +72,50 @@ class QueueStatus:
 
 
 def queue_statuses(session: Session) -> list[QueueStatus]:
-    statuses = []
-    for row in session.execute(_STATUS):
-        count, seconds = effective_rate(row)
-        statuses.append(
-            QueueStatus(
-                id=row.id,
-                queue_key=row.queue_key,
-                portal_id=row.portal_id,
-                rate=f"{count} per {seconds}s",
-                overridden=row.override_max is not None,
-                pending=row.pending,
-                claimed=row.claimed,
-                next_release_at=row.next_release_at,
-                window_budget=row.window_budget,
-                paused=row.paused,
-                draining=row.draining,
-                portal_connected=not row.not_installed and row.disconnected_at is None,
-                oldest_hold_expiry=row.oldest_hold_expiry,
-            )
-        )
+    """Every queue, by id. One statement; each row is unpacked by position (a named read of a
+    result row costs about a microsecond, and 10,000 queues made the names cost more than the
+    statement)."""
+    statuses = [_status(row) for row in session.execute(_STATUS)]
     session.rollback()
     return statuses
+
+
+def _status(row) -> QueueStatus:
+    (
+        queue_id,
+        queue_key,
+        portal_id,
+        _max_throughput,
+        _period_seconds,
+        override_max,
+        _override_time,
+        _override_unit,
+        next_release_at,
+        window_budget,
+        paused,
+        draining,
+        disconnected_at,
+        not_installed,
+        pending,
+        claimed,
+        oldest_hold_expiry,
+    ) = row
+    count, seconds = effective_rate(row)
+    return QueueStatus(
+        queue_id,
+        queue_key,
+        portal_id,
+        rate=f"{count} per {seconds}s",
+        overridden=override_max is not None,
+        pending=pending,
+        claimed=claimed,
+        next_release_at=next_release_at,
+        window_budget=window_budget,
+        paused=paused,
+        draining=draining,
+        portal_connected=not not_installed and disconnected_at is None,
+        oldest_hold_expiry=oldest_hold_expiry,
+    )
 
 
 def find_queue_id(session: Session, ref: str) -> int:
