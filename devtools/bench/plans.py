@@ -88,7 +88,7 @@ HOT = [
             "batch": 5000,
             "terminal": list(TERMINAL_STATES),
         },
-        (FINISHED, PKEY),
+        (FINISHED,),
     ),
 ]
 

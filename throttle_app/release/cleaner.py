@@ -109,12 +109,14 @@ _PURGE_CUTOFF = text("SELECT now() - make_interval(secs => :keep)")
 # The oldest terminal rows first, through the finished_at index: the cutoff is a bound value
 # (not clock_timestamp(), which no index condition can use), and each batch starts where the
 # previous one ended (`after`), so no batch walks the index entries its predecessors left dead
-# and every batch, the last one included, reads only the rows it deletes.
+# and every batch, the last one included, reads only the rows it deletes. The rows are deleted
+# by their tuple ids, read in the same statement (a TID scan, no primary-key lookups; terminal
+# rows are never updated, and a row that were would no longer match its old tuple id).
 _PURGE_BATCH = text(
     """
     WITH gone AS (
-        DELETE FROM action_executions WHERE id = ANY(ARRAY(
-            SELECT id FROM action_executions
+        DELETE FROM action_executions WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM action_executions
             WHERE finished_at >= :after AND finished_at < :cutoff AND state = ANY(:terminal)
             ORDER BY finished_at LIMIT :batch))
         RETURNING finished_at)
