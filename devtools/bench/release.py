@@ -15,7 +15,10 @@ own rows. The rates and reads scenarios then time a release job's next_look, the
 scrape, its backlog query and the queue listing on those tables (devtools/bench/reads.py).
 
     python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|reads|all]
-        [--terminal-rows N --queues-idle K]
+        [--terminal-rows N --queues-idle K] [--rounds R]
+
+`--rounds R` repeats the rates (or reads) scenario R times on the same tables, with new queues
+each round, and prints the machine's load average before each round.
 """
 
 from __future__ import annotations
@@ -113,13 +116,19 @@ def throughput(env, app, fake, workers: int) -> None:
 RATE_SPECS = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]  # name, N, T, backlog
 
 
-def table_reads(env, app, fake, workers: int) -> None:
-    queues = [hold(name, count, n, t) for name, n, t, count in RATE_SPECS]
+def round_specs(round_: int) -> list[tuple[str, int, int, int]]:
+    """The rates scenario's queues for one round: round 0 is a, b, c; round r is ar, br, cr."""
+    suffix = str(round_) if round_ else ""
+    return [(name + suffix, n, t, count) for name, n, t, count in RATE_SPECS]
+
+
+def table_reads(env, app, fake, workers: int, round_: int = 0) -> None:
+    queues = [hold(name, count, n, t) for name, n, t, count in round_specs(round_)]
     reads.report(app, env, queues)
 
 
-def rates(env, app, fake, workers: int) -> None:
-    specs = RATE_SPECS
+def rates(env, app, fake, workers: int, round_: int = 0) -> None:
+    specs = round_specs(round_)
     queues = [hold(name, count, n, t) for name, n, t, count in specs]
     reads.report(app, env, queues)
     run(env, app, workers, queues, sum(s[3] for s in specs), fake)
@@ -135,26 +144,42 @@ def rates(env, app, fake, workers: int) -> None:
         )
 
 
+def uptime() -> str:
+    """The load averages (1, 5, 15 minutes): the machine is shared, a figure needs its load."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument(
         "--scenario", choices=["throughput", "rates", "reads", "all"], default="all"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rates or reads: repeat on the same tables"
+    )
     preload.add_options(parser)
     args = parser.parse_args()
+    if args.rounds > 1 and args.scenario not in ("rates", "reads"):
+        parser.error("--rounds repeats the rates or the reads scenario only")
     bucket = Settings.from_env(service_env(DB, REDIS))
     print(
         f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
         f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
     )
     print(f"tables: {args.terminal_rows:,} terminal rows over {args.queues_idle:,} idle queues")
-    scenarios = {"throughput": throughput, "rates": rates, "reads": table_reads}
+    scenarios = {"rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
             env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
             preload.tables(DB, PORTAL, args)
-            scenarios[scenario](env, app, fake, args.workers)
+            if scenario == "throughput":
+                throughput(env, app, fake, args.workers)
+                continue
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1} of {args.rounds}: {uptime()}")
+                scenarios[scenario](env, app, fake, args.workers, round_)
 
 
 if __name__ == "__main__":
