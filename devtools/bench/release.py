@@ -81,11 +81,12 @@ def run(env: dict[str, str], app, workers: int, queues: list[int], total: int, f
         for _ in range(workers)
     ]
     started = time.monotonic()
+    earlier = len({c["callback_id"] for c in fake.completions()})  # an earlier round's
     try:
         time.sleep(1.0)
         with app.app_context():
             release_schedule(app).wake(queues)
-        while len({c["callback_id"] for c in fake.completions()}) < total:
+        while len({c["callback_id"] for c in fake.completions()}) < earlier + total:
             if time.monotonic() - started > 300:
                 sys.exit("benchmark timed out")
             time.sleep(0.2)
