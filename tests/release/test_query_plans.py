@@ -52,6 +52,11 @@ def big(migrated_database: str) -> Iterator[Flask]:
             " FROM generate_series(1, 3) n",
             {"portal": PORTAL},
         )
+        cur.execute(  # an operator's override for the second backlog queue (action "2")
+            "INSERT INTO throttle_configs (portal_id, action_id, max_throughput, time_period,"
+            " time_unit) VALUES (%(portal)s, '2', 3, 2, 'minutes')",
+            {"portal": PORTAL},
+        )
         # 300 rows per backlog queue, a tenth of them waiting for a retry; ten of those are
         # claimed under a live lease, so 290 are pending.
         cur.execute(
@@ -145,7 +150,8 @@ def test_the_services_connections_run_without_jit(big):
 
 
 def test_the_rewritten_reads_count_only_the_live_rows(big):
-    """The listing, the metrics backlog and next_look answer from the live rows alone."""
+    """The listing, the metrics backlog and next_look answer from the live rows alone; the
+    listing's rates are each queue's own or its override."""
     backlog = backlog_queues(big)
     with big.app_context():
         statuses = queue_admin.queue_statuses(db.session)
@@ -156,6 +162,11 @@ def test_the_rewritten_reads_count_only_the_live_rows(big):
     held = {s.id: (s.pending, s.claimed) for s in statuses if s.oldest_hold_expiry is not None}
     assert held == dict.fromkeys(backlog, (290, 10))
     assert {(s.pending, s.claimed) for s in statuses if s.id not in backlog} == {(0, 0)}
+    rates = {(s.rate, s.overridden) for s in statuses if s.id != backlog[1]}
+    assert rates == {("10 per 60s", False), ("10 per 1s", False)}
+    assert [(s.rate, s.overridden) for s in statuses if s.id == backlog[1]] == [
+        ("3 per 120s", True)
+    ]
     assert sorted((row[0], row[4], row[5]) for row in rows) == sorted(
         [(q, "claimed", 10) for q in backlog] + [(q, "pending", 290) for q in backlog]
     )
