@@ -58,7 +58,9 @@ def engine_options(settings: Settings) -> dict:
         "connect_args": {
             "connect_timeout": settings.db_connect_timeout_seconds,
             "application_name": "throttle",
-            "options": f"-c statement_timeout={settings.db_statement_timeout_ms}",
+            # No JIT: the service's statements are short index lookups, and compiling a plan
+            # whose estimate crosses jit_above_cost costs more than running it.
+            "options": f"-c statement_timeout={settings.db_statement_timeout_ms} -c jit=off",
             # A dead peer (failover, partition without a reset) is noticed in about 25 s instead
             # of the kernel's 15 minutes, on idle pooled connections and mid-query alike (idle:
             # 10 s + 3 probes x 5 s; unacknowledged data: the 25 s user timeout; computed from

@@ -19,6 +19,7 @@ from fake_hubspot import FakeHubSpot
 from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
+from throttle_app.release.schedule import ReleaseSchedule
 from throttle_app.services import services_of
 
 SECRET = "bench-client-secret"
@@ -58,10 +59,12 @@ def fresh_database(env: dict[str, str]) -> None:
     )
 
 
-def installed_app(fake: FakeHubSpot) -> tuple[dict[str, str], Flask]:
+def installed_app(fake: FakeHubSpot, **extra: str) -> tuple[dict[str, str], Flask]:
     """A fresh benchmark database and an app whose portal PORTAL is installed at `fake`; the
-    environment the service's processes get."""
-    env = service_env(DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url)
+    environment the service's processes get (plus `extra` variables)."""
+    env = service_env(
+        DB, REDIS, HUBSPOT_API_BASE=fake.base_url, HUBSPOT_APP_BASE=fake.base_url, **extra
+    )
     fresh_database(env)
     app = create_app(Settings.from_env(env))
     issued = fake.issue_tokens(PORTAL)
@@ -76,3 +79,8 @@ def installed_app(fake: FakeHubSpot) -> tuple[dict[str, str], Flask]:
     with app.app_context():
         services_of(app).tokens.store_install(grant, info)
     return env, app
+
+
+def release_schedule(app: Flask) -> ReleaseSchedule:
+    """`app`'s release schedule."""
+    return services_of(app).schedule

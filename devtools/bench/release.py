@@ -6,9 +6,19 @@ Two scenarios, each from a fresh benchmark database:
               bottleneck; reports completions/s, calls against the token bucket's allowance,
               average batch size and 429s;
   rates       three queues (100 per 2 s, 50 per 1 s, 10 per 1 s) with a backlog each: reports the
-              largest count in any window of T against N and the sustained rate against N/T.
+              largest count in any window of T against N and the sustained rate against N/T;
+  reads       the rates scenario's tables without running it: only the timed reads below.
 
-    python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|all]
+Production-sized tables (devtools/bench/preload.py): `--queues-idle K` adds K queues without a
+backlog and `--terminal-rows N` N terminal executions spread over them, before the scenario's
+own rows. The rates and reads scenarios then time a release job's next_look, the metrics
+scrape, its backlog query and the queue listing on those tables (devtools/bench/reads.py).
+
+    python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|reads|all]
+        [--terminal-rows N --queues-idle K] [--rounds R]
+
+`--rounds R` repeats the rates (or reads) scenario R times on the same tables, with new queues
+each round, and prints the machine's load average before each round.
 """
 
 from __future__ import annotations
@@ -25,10 +35,18 @@ import psycopg2
 from flask import Flask
 
 from devtools import ROOT
-from devtools.bench.environment import DB, PORTAL, REDIS, SECRET, installed_app, service_env
+from devtools.bench import preload, reads
+from devtools.bench.environment import (
+    DB,
+    PORTAL,
+    REDIS,
+    SECRET,
+    installed_app,
+    release_schedule,
+    service_env,
+)
 from fake_hubspot import FakeHubSpot
 from throttle_app.config import Settings
-from throttle_app.services import services_of
 
 
 def hold(name: str, count: int, max_throughput: int, seconds: int) -> int:
@@ -66,11 +84,12 @@ def run(
         for _ in range(workers)
     ]
     started = time.monotonic()
+    earlier = len({c["callback_id"] for c in fake.completions()})  # an earlier round's
     try:
         time.sleep(1.0)
         with app.app_context():
-            services_of(app).schedule.wake(queues)
-        while len({c["callback_id"] for c in fake.completions()}) < total:
+            release_schedule(app).wake(queues)
+        while len({c["callback_id"] for c in fake.completions()}) < earlier + total:
             if time.monotonic() - started > 300:
                 sys.exit("benchmark timed out")
             time.sleep(0.2)
@@ -98,9 +117,24 @@ def throughput(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int)
     )
 
 
-def rates(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> None:
-    specs = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]
+RATE_SPECS = [("a", 100, 2, 1000), ("b", 50, 1, 500), ("c", 10, 1, 100)]  # name, N, T, backlog
+
+
+def round_specs(round_: int) -> list[tuple[str, int, int, int]]:
+    """The rates scenario's queues for one round: round 0 is a, b, c; round r is ar, br, cr."""
+    suffix = str(round_) if round_ else ""
+    return [(name + suffix, n, t, count) for name, n, t, count in RATE_SPECS]
+
+
+def table_reads(env, app, fake, workers: int, round_: int = 0) -> None:
+    queues = [hold(name, count, n, t) for name, n, t, count in round_specs(round_)]
+    reads.report(app, env, queues)
+
+
+def rates(env, app, fake, workers: int, round_: int = 0) -> None:
+    specs = round_specs(round_)
     queues = [hold(name, count, n, t) for name, n, t, count in specs]
+    reads.report(app, env, queues)
     run(env, app, workers, queues, sum(s[3] for s in specs), fake)
     completions = fake.completions()
     for name, n, t, _ in specs:
@@ -114,20 +148,42 @@ def rates(env: dict[str, str], app: Flask, fake: FakeHubSpot, workers: int) -> N
         )
 
 
+def uptime() -> str:
+    """The load averages (1, 5, 15 minutes): the machine is shared, a figure needs its load."""
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--scenario", choices=["throughput", "rates", "all"], default="all")
+    parser.add_argument(
+        "--scenario", choices=["throughput", "rates", "reads", "all"], default="all"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="rates or reads: repeat on the same tables"
+    )
+    preload.add_options(parser)
     args = parser.parse_args()
+    if args.rounds > 1 and args.scenario not in ("rates", "reads"):
+        parser.error("--rounds repeats the rates or the reads scenario only")
     bucket = Settings.from_env(service_env(DB, REDIS))
     print(
         f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
         f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
     )
+    print(f"tables: {args.terminal_rows:,} terminal rows over {args.queues_idle:,} idle queues")
+    scenarios = {"rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-            env, app = installed_app(fake)
-            {"throughput": throughput, "rates": rates}[scenario](env, app, fake, args.workers)
+            env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
+            preload.tables(DB, PORTAL, args)
+            if scenario == "throughput":
+                throughput(env, app, fake, args.workers)
+                continue
+            for round_ in range(args.rounds):
+                print(f"round {round_ + 1} of {args.rounds}: {uptime()}")
+                scenarios[scenario](env, app, fake, args.workers, round_)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """The cleaner: expired leases come back (and push the next window), holds expire, queues with
-work are woken, old terminal rows are purged in batches."""
+work are woken, old terminal rows are purged in batches, oldest first."""
 
 from __future__ import annotations
 
@@ -130,6 +130,37 @@ def test_purge_deletes_old_terminal_rows_in_batches(installed):
         db.session.remove()
     assert deleted == 24
     assert query(installed, "SELECT callback_id FROM action_executions") == [("b-0",)]
+
+
+def test_a_purge_batch_takes_the_oldest_first_and_the_next_starts_where_it_ended(installed):
+    """Rows b-0 .. b-24 finished 64 .. 40 days ago (b-0 the oldest), b-25 just now, b-26 is
+    still pending: batches of 10 go oldest first and stop at the cutoff."""
+    backlog(installed, 27, 5, 60)
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'completed', finished_at = now()"
+        " - make_interval(days => 64 - split_part(callback_id, '-', 2)::int)"
+        " WHERE split_part(callback_id, '-', 2)::int < 25",
+    )
+    query(
+        installed,
+        "UPDATE action_executions SET state = 'failed', finished_at = now()"
+        " WHERE callback_id = 'b-25'",
+    )
+    (cutoff,) = query(installed, "SELECT now() - interval '35 days'")[0]
+    remaining = []
+    with installed.app_context():
+        after, batches = None, []
+        for _ in range(3):
+            deleted, after = cleaner.purge_batch(db.session, cutoff, 10, after)
+            batches.append(deleted)
+            remaining.append(
+                [r[0] for r in query(installed, "SELECT callback_id FROM action_executions")]
+            )
+        db.session.remove()
+    assert batches == [10, 10, 5]
+    assert "b-9" not in remaining[0] and "b-10" in remaining[0]  # the ten oldest went first
+    assert sorted(remaining[2]) == ["b-25", "b-26"]
 
 
 def test_a_row_claimed_while_the_hold_expires_is_not_expired(installed):

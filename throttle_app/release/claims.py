@@ -211,18 +211,25 @@ def _postpone(session: Session, queue_id: int, ready: datetime) -> None:
 
 
 def _next_look_sql(which: str):
-    """SQL: what decides when to look at a queue again, for the queues `which` selects (q)."""
+    """SQL: what decides when to look at a queue again, for the queues `which` selects (q).
+    Every check reads an index of live rows only (pending, claimed or both: models.py), never
+    the terminal ones. The next retry is looked for only when no row is ready: then every
+    pending row waits for a retry or has an expired hold, so that scan reads only those.
+    `ready` is evaluated once per queue (a subquery whose output is volatile is not inlined),
+    so the retry is looked for exactly when the answer says no row is ready."""
     return text(
         f"""
         SELECT q.id, q.paused, q.draining, q.window_budget, q.next_release_at,
-          clock_timestamp() AS now,
-          EXISTS (SELECT 1 FROM action_executions e
-                  WHERE e.queue_id = q.id AND {_CLAIMABLE}) AS ready,
-          (SELECT min(e.next_attempt_at) FROM action_executions e WHERE e.queue_id = q.id
-             AND e.state = 'pending' AND e.next_attempt_at > clock_timestamp()) AS next_retry,
+          clock_timestamp() AS now, r.ready,
+          CASE WHEN NOT r.ready THEN
+            (SELECT min(e.next_attempt_at) FROM action_executions e WHERE e.queue_id = q.id
+             AND e.state = 'pending' AND e.next_attempt_at > clock_timestamp()) END AS next_retry,
           EXISTS (SELECT 1 FROM action_executions e WHERE e.queue_id = q.id
                   AND e.state IN ('pending', 'claimed')) AS backlog
-        FROM throttle_queues q WHERE {which}
+        FROM throttle_queues q
+        CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM action_executions e
+                            WHERE e.queue_id = q.id AND {_CLAIMABLE}) AS ready) r
+        WHERE {which}
         """  # nosec B608 # constants; `which` is one of this module's
     )
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -46,21 +46,25 @@ _RECLAIM = text(
 )
 
 # Within a queue, older executions expire first (one hold duration for all), so looking at
-# each queue's oldest pending rows through the pending index finds the expired ones. The outer
+# each queue's oldest pending rows through the live index finds the expired ones. The outer
 # `state = 'pending'` is re-checked on the row's latest version when a release claimed it
 # after this statement's snapshot: a claimed row is about to be sent and must not also expire.
+# The ids are collected once (ARRAY(...) is an init plan) and then updated through the primary
+# key, whatever the planner believes about the number of pending rows: a semi-join would let
+# stale statistics (few pending rows when the table was last analyzed) re-run the per-queue scan
+# for every pending row.
 _EXPIRE = text(
     """
     UPDATE action_executions SET state = 'expired', finished_at = clock_timestamp(),
            updated_at = now(),
            last_failure_reason = coalesce(last_failure_reason || '; ', '')
              || 'HubSpot hold expired before release'
-    WHERE state = 'pending' AND id IN (
+    WHERE state = 'pending' AND id = ANY(ARRAY(
         SELECT e.id FROM throttle_queues q
         CROSS JOIN LATERAL (
             SELECT id, hold_expires_at FROM action_executions
             WHERE queue_id = q.id AND state = 'pending' ORDER BY id LIMIT :limit) e
-        WHERE e.hold_expires_at <= clock_timestamp())
+        WHERE e.hold_expires_at <= clock_timestamp()))
     """
 )
 
@@ -103,27 +107,57 @@ def clean(
     return report
 
 
+_PURGE_CUTOFF = text("SELECT now() - make_interval(secs => :keep)")
+
+# The oldest terminal rows first, through the finished_at index: the cutoff is a bound value
+# (not clock_timestamp(), which no index condition can use), and each batch starts where the
+# previous one ended (`after`), so no batch walks the index entries its predecessors left dead
+# and every batch, the last one included, reads only the rows it deletes. The rows are deleted
+# by their tuple ids, read in the same statement (a TID scan, no primary-key lookups; terminal
+# rows are never updated, and a row that were would no longer match its old tuple id).
+_PURGE_BATCH = text(
+    """
+    WITH gone AS (
+        DELETE FROM action_executions WHERE ctid = ANY(ARRAY(
+            SELECT ctid FROM action_executions
+            WHERE finished_at >= :after AND finished_at < :cutoff AND state = ANY(:terminal)
+            ORDER BY finished_at LIMIT :batch))
+        RETURNING finished_at)
+    SELECT count(*), max(finished_at) FROM gone
+    """
+)
+
+
 def purge(session: Session, retention: timedelta, batch_size: int) -> int:
-    """Delete terminal executions finished longer ago than `retention`, batch by batch."""
-    total = 0
+    """Delete terminal executions finished longer ago than `retention` (from the start of the
+    purge), oldest first, batch by batch, each batch its own transaction."""
+    cutoff = session.execute(_PURGE_CUTOFF, {"keep": retention.total_seconds()}).scalar_one()
+    session.commit()
+    total, after = 0, None
     while True:
-        deleted = session.execute(
-            text(
-                "DELETE FROM action_executions WHERE id IN ("
-                " SELECT id FROM action_executions"
-                " WHERE finished_at < clock_timestamp() - make_interval(secs => :keep)"
-                " AND state = ANY(:terminal) LIMIT :batch)"
-            ),
-            {
-                "keep": retention.total_seconds(),
-                "batch": batch_size,
-                "terminal": list(TERMINAL_STATES),
-            },
-        ).rowcount
-        session.commit()
+        deleted, after = purge_batch(session, cutoff, batch_size, after)
         total += deleted
         if deleted < batch_size:
             return total
+
+
+def purge_batch(
+    session: Session, cutoff: datetime, batch_size: int, after: datetime | None = None
+) -> tuple[int, datetime | None]:
+    """Delete up to `batch_size` of the oldest terminal executions finished before `cutoff`
+    (and not before `after`, where the previous batch ended). Commits. Returns how many were
+    deleted and where the next batch starts."""
+    deleted, last = session.execute(
+        _PURGE_BATCH,
+        {
+            "after": after or datetime.min.replace(tzinfo=UTC),
+            "cutoff": cutoff,
+            "batch": batch_size,
+            "terminal": list(TERMINAL_STATES),
+        },
+    ).one()
+    session.commit()
+    return deleted, last or after
 
 
 # Queue purge. A queue row holds its rate and window state, so only a queue whose state no longer

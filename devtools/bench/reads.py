@@ -1,0 +1,106 @@
+"""Time the reads whose cost grows with the tables: a release job's `next_look`, the metrics
+scrape and its backlog query, and the queue listing (`flask throttle queues`), each through the
+service's own code on the benchmark's database.
+
+Each read runs `repeat` times; the first run is reported apart (the coldest, right after the
+tables were written), then the median and the 90th percentile of all runs.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import timedelta
+
+from flask import Flask
+from sqlalchemy import text
+
+from devtools import ROOT
+from throttle_app.extensions import db
+from throttle_app.ops.metrics_scrape import BACKLOG_SQL
+from throttle_app.release import claims, queue_admin
+
+METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
+
+
+def timings(read: Callable[[], object], repeat: int) -> list[float]:
+    """Milliseconds of `repeat` calls of `read`."""
+    spent = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        read()
+        spent.append((time.perf_counter() - started) * 1000)
+    return spent
+
+
+def p90(values: list[float]) -> float:
+    """The 90th percentile (the value itself for a single one)."""
+    return statistics.quantiles(values, n=10)[-1] if len(values) > 1 else values[0]
+
+
+def measure(name: str, read: Callable[[], object], repeat: int, per: int = 1) -> None:
+    """Print the first, median and p90 milliseconds of `repeat` calls of `read` (each divided
+    by `per`), or how the first failing call failed and after how long."""
+    started = time.perf_counter()
+    try:
+        spent = [t / per for t in timings(read, repeat)]
+    except Exception as exc:  # a statement timeout is a result here, not a crash
+        elapsed = time.perf_counter() - started
+        print(f"{name}: FAILED after {elapsed:.1f}s: {type(exc).__name__}: {str(exc)[:120]!r}")
+        return
+    print(
+        f"{name}: first {spent[0]:.1f} ms, median {statistics.median(spent):.1f} ms,"
+        f" p90 {p90(spent):.1f} ms ({len(spent)} runs)"
+    )
+
+
+def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20) -> None:
+    """Print the timings of every read for `queues` (the ones with a backlog)."""
+    settings = app.config["THROTTLE_SETTINGS"]
+    lead = timedelta(milliseconds=settings.release_lead_ms)
+    with app.app_context():
+        session = db.session
+        try:
+            count = session.execute(text("SELECT count(*) FROM throttle_queues")).scalar()
+            session.rollback()
+            measure(
+                f"next_look per release job ({len(queues)} queues in turn)",
+                lambda: [claims.next_look(session, q, lead) for q in queues],
+                repeat,
+                per=len(queues),
+            )
+            session.rollback()
+            measure(
+                "metrics backlog query",
+                lambda: session.execute(BACKLOG_SQL).all(),
+                repeat,
+            )
+            session.rollback()
+            client = app.test_client()
+            headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+            measure("GET /metrics (whole scrape)", lambda: _scrape(client, headers), repeat)
+            measure(
+                f"queue listing of {count:,} queues (queue_statuses)",
+                lambda: queue_admin.queue_statuses(session),
+                repeat,
+            )
+            session.rollback()
+        finally:
+            db.session.remove()
+    command = [sys.executable, "-m", "flask", "--app", "throttle_app", "throttle", "queues"]
+    measure(
+        "`flask throttle queues` (whole process)",
+        lambda: subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True),
+        3,
+    )
+
+
+def _scrape(client, headers: dict[str, str]) -> None:
+    response = client.get("/metrics", headers=headers)
+    if response.status_code != 200:
+        raise RuntimeError(f"/metrics answered {response.status_code}")
+    if 'metrics_source_up{source="postgres"} 1.0' not in response.get_data(as_text=True):
+        raise RuntimeError("/metrics answered without the backlog (postgres source down)")
