@@ -179,7 +179,7 @@ _QUIET = """NOT q.paused AND NOT q.draining
       AND NOT EXISTS (SELECT 1 FROM action_executions e
                       WHERE e.queue_id = q.id AND e.state = 'claimed')"""
 
-# Quiet queues without live executions (throttle_queues, and the pending and claimed indexes).
+# Quiet queues without live executions (throttle_queues, and the index of live rows).
 _QUIET_QUEUES = text(f"SELECT q.id FROM throttle_queues q WHERE {_QUIET} ORDER BY q.id")  # noqa: S608  # nosec B608 # constants
 
 # Which of them have no execution at all. action_executions has no index on queue_id alone (a
