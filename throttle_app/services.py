@@ -19,7 +19,8 @@ from throttle_app.hubspot.callbacks import HubSpotClient
 from throttle_app.intake.admission import Admission
 from throttle_app.oauth.cipher import TokenCipher
 from throttle_app.oauth.tokens import TokenStore
-from throttle_app.release.schedule import ReleaseSchedule, WakeBatcher
+from throttle_app.release.schedule import ReleaseSchedule
+from throttle_app.release.wake_batcher import WakeBatcher
 from throttle_app.telemetry.worker_metrics import RedisMetrics
 
 EXTENSION_KEY = "throttle_services"

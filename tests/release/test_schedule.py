@@ -12,7 +12,7 @@ from rq.job import Job, JobStatus
 from tests.conftest import service_env
 from throttle_app.config import Settings
 from throttle_app.release.job_format import JsonJob
-from throttle_app.release.schedule import WATCH_KEY, ReleaseSchedule
+from throttle_app.release.schedule import ORPHAN_GRACE_MS, WATCH_KEY, ReleaseSchedule
 
 
 def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
@@ -75,3 +75,30 @@ def test_a_job_that_renews_keeps_its_watch_and_a_finished_run_drops_it(redis_con
     assert Job.fetch("release-7", connection=redis_conn).get_status() == JobStatus.STARTED
     schedule.unwatch(7)
     assert redis_conn.zscore(WATCH_KEY, 7) is None and schedule.promote_due() is None
+
+
+def test_a_job_a_dead_worker_took_off_the_queue_is_enqueued_again(redis_conn):
+    """A worker SIGKILLed between taking the job off the list and starting it leaves it QUEUED
+    in no list: after the grace period the queue gets a new job instead of stalling for good."""
+    schedule = ReleaseSchedule(redis_conn)
+    schedule.wake([7])
+    schedule.promote_due()
+    job_id = b"release-7"
+    assert redis_conn.lpop(schedule.queue.key) == job_id  # the dead worker's take
+    schedule.wake([7])
+    schedule.promote_due()  # first look: marked, not replaced (a live worker may be starting it)
+    assert redis_conn.lrange(schedule.queue.key, 0, -1) == []
+    time.sleep(ORPHAN_GRACE_MS / 1000 + 0.1)
+    schedule.wake([7])
+    schedule.promote_due()
+    assert redis_conn.lrange(schedule.queue.key, 0, -1) == [job_id]
+
+
+def test_a_queued_job_in_its_list_is_never_replaced(redis_conn):
+    schedule = ReleaseSchedule(redis_conn)
+    schedule.wake([8])
+    schedule.promote_due()
+    time.sleep(ORPHAN_GRACE_MS / 1000 + 0.1)
+    schedule.wake([8])
+    schedule.promote_due()
+    assert redis_conn.lrange(schedule.queue.key, 0, -1) == [b"release-8"]

@@ -25,7 +25,6 @@ the wake-ups: a Redis wipe only shortens a pause.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
@@ -34,7 +33,6 @@ from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job, JobStatus
 
 from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
-from throttle_app.deferred_flush import DeferredFlush
 from throttle_app.release.job_format import JsonJob, JsonQueue
 from throttle_app.release.nudges import Nudges
 
@@ -52,6 +50,11 @@ PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
 BUSY_RETRY_MS = 250
+# A QUEUED release job that no queue list holds was taken by a worker that died before starting
+# it (or is starting it this instant): it is orphaned once it stays so for ORPHAN_GRACE_MS.
+ORPHAN_KEY = "throttle:{wakeups}:orphan:%s"  # set when first seen outside every queue list
+ORPHAN_GRACE_MS = 2000
+ORPHAN_MARK_MS = 60_000
 # The release job, named once: jobs.py imports this module, so the function is referenced by
 # its dotted path (tests/release/test_jobs.py checks that it resolves to jobs.release).
 RELEASE_JOB = "throttle_app.release.jobs.release"
@@ -242,11 +245,24 @@ class ReleaseSchedule:
                     job_timeout=self.job_timeout,
                     description=f"release queue {queue_id}",
                 )
+                self.connection.delete(ORPHAN_KEY % job_id)  # a new job: no old suspicion
                 return True
             except DuplicateJobError:
                 if not self._clear_finished(job_id, replace):
                     return False
         return False
+
+    def _orphaned(self, job_id: str) -> bool:
+        """True once `job_id` has been outside the releases queue's list for ORPHAN_GRACE_MS
+        (Redis clock: the first look marks it, a later one compares)."""
+        key = ORPHAN_KEY % job_id
+        if self.connection.lpos(self.queue.key, job_id) is not None:
+            self.connection.delete(key)
+            return False
+        if self.connection.set(key, "1", nx=True, px=ORPHAN_MARK_MS):
+            return False
+        left = self.connection.pttl(key)
+        return left >= 0 and ORPHAN_MARK_MS - left >= ORPHAN_GRACE_MS
 
     def _clear_finished(self, job_id: str, replace: bool = False) -> bool:
         """Drop a finished/failed job record that still holds the id, or a running one that is
@@ -256,6 +272,13 @@ class ReleaseSchedule:
             status = job.get_status(refresh=False)
         except (NoSuchJobError, InvalidJobOperation):
             self.connection.delete(Job.key_for(job_id))  # a half-written record: drop it
+            return True
+        if status == JobStatus.QUEUED and self._orphaned(job_id):
+            log.warning(
+                "release job %s was taken off its queue and never started; replacing it", job_id
+            )
+            self.connection.lrem(self.queue.intermediate_queue_key, 0, job_id)
+            job.delete()
             return True
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
@@ -278,32 +301,3 @@ def _stale(job: Job, stale_after: float) -> bool:
     if beat.tzinfo is None:
         beat = beat.replace(tzinfo=UTC)
     return (datetime.now(UTC) - beat).total_seconds() > stale_after
-
-
-class WakeBatcher:
-    """Coalesces the web's wake-ups: the queues of many admission batches, one Redis call.
-
-    `add` returns at once; a timer (a greenlet under gevent) sends the collected queue ids
-    `delay` seconds later. Best effort: a lost wake-up is restored by the cleaner.
-    """
-
-    def __init__(self, schedule: ReleaseSchedule, delay: float = 0.02) -> None:
-        self._schedule = schedule
-        self._pending: set[int] = set()
-        self._lock = threading.Lock()
-        self._deferred = DeferredFlush(delay, self.flush)
-
-    def add(self, queue_ids: Iterable[int]) -> None:
-        with self._lock:
-            self._pending.update(queue_ids)
-        self._deferred.request()
-
-    def flush(self) -> None:
-        with self._lock:
-            queue_ids, self._pending = self._pending, set()
-        if not queue_ids:
-            return
-        try:
-            self._schedule.wake_unscheduled(sorted(queue_ids))
-        except Exception as exc:  # Redis trouble must never fail an admission
-            log.warning("could not wake queues %s: %s", sorted(queue_ids), exc)
