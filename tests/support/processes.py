@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -351,3 +352,48 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         yield server
     finally:
         server.remove()
+
+
+class Supervisor:
+    """Restarts every role of a Stack whose process exited, `restart_delay` seconds after it
+    was seen dead, as Kubernetes restarts a container; kills go through it too.
+
+    `restarts` lists (time.time(), role, exit code) for each restart, so a test can tell the
+    processes it killed from those that died by themselves."""
+
+    def __init__(self, stack: Stack, restart_delay: float = 1.0, poll: float = 0.2) -> None:
+        self.stack = stack
+        self.restart_delay = restart_delay
+        self.poll = poll
+        self.restarts: list[tuple[float, str, int | None]] = []
+        self.started_at: dict[str, float] = dict.fromkeys(stack.processes(), time.time())
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    def kill(self, role: str, sig: int = signal.SIGKILL) -> None:
+        """Kill the role's process group; the supervisor starts it again."""
+        with self._lock:
+            self.stack.kill(role, sig)
+
+    def _run(self) -> None:
+        dead_since: dict[str, float] = {}
+        while not self._stop.wait(self.poll):
+            with self._lock:
+                for role in self.stack.exited():
+                    since = dead_since.setdefault(role, time.monotonic())
+                    if time.monotonic() - since < self.restart_delay:
+                        continue
+                    code = self.stack.processes()[role].returncode
+                    self.stack.start(role)
+                    self.started_at[role] = time.time()
+                    self.restarts.append((time.time(), role, code))
+                    del dead_since[role]
