@@ -67,11 +67,7 @@ def test_flaky_hubspot_keeps_the_rate_and_loses_nothing(installed, fake, tmp_pat
         )
         settings = stack.settings
         read_timeout = settings.http_read_timeout_seconds
-        watch = LeaseWatch(
-            TEST_DATABASE_URL,
-            grace=settings.cleaner_interval_seconds + 3.0,
-            longest=settings.release_job_seconds + settings.lease_seconds + 3.0,
-        )
+        watch = LeaseWatch.for_settings(TEST_DATABASE_URL, settings)
         try:
             with watch:
                 start_at = time.time() + 2.5
@@ -82,14 +78,14 @@ def test_flaky_hubspot_keeps_the_rate_and_loses_nothing(installed, fake, tmp_pat
                 phases = [
                     (0.5, "slow answers", lambda: proxy.delay(0.6, "down")),
                     (
-                        4.0,
+                        3.0,
                         "answers after the timeout",
                         lambda: _late_answers(proxy, fake, read_timeout),
                     ),
-                    (8.0, "requests never arrive", lambda: _stalled(proxy, fake)),
-                    (11.0, "answers reset", lambda: _reset_answers(proxy)),
-                    (14.0, "requests reset", lambda: proxy.reset_next_requests(2)),
-                    (17.0, "healthy", proxy.heal),
+                    (6.5, "requests never arrive", lambda: _stalled(proxy, fake)),
+                    (9.0, "answers reset", lambda: _reset_answers(proxy)),
+                    (11.0, "requests reset", lambda: proxy.reset_next_requests(2)),
+                    (13.0, "healthy", proxy.heal),
                 ]
                 begun = time.time()
                 for offset, _name, action in phases:

@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 
 RECOVERY_SECONDS = 5.0  # the bound: intake recovers within 5 s of PostgreSQL's return
 LOAD = QueueLoad("pg", workflow_id=301, max_throughput=100, seconds=1, per_second=60)
-LOAD_SECONDS = 16.0
+LOAD_SECONDS = 12.0
 
 
 def run_burst(
@@ -134,7 +134,7 @@ def test_cut_and_refused_postgres_loses_no_acknowledged_execution(migrated_datab
         deliveries, ran = run_burst(
             tmp_path,
             through_proxy,
-            [(3.0, cut), (6.0, restart_begins), (9.0, postgres_returns)],
+            [(2.0, cut), (4.0, restart_begins), (6.5, postgres_returns)],
         )
     outage = [d for d in deliveries if ran["restart_begins"] + 0.5 <= d.started]
     outage = [d for d in outage if d.finished <= ran["postgres_returns"]]
@@ -174,5 +174,5 @@ def test_crashed_and_restarted_postgres_loses_no_acknowledged_execution(private_
         time.sleep(2.0)
         server.start()  # returns once recovery is done and it accepts connections
 
-    deliveries, ran = run_burst(tmp_path, url, [(4.0, crash), (4.0, postgres_returns)])
+    deliveries, ran = run_burst(tmp_path, url, [(3.0, crash), (3.0, postgres_returns)])
     check_intake(deliveries, url, ran["postgres_returns"])

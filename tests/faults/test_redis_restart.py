@@ -19,19 +19,27 @@ process exits at all when Redis goes away for two seconds.
 
 from __future__ import annotations
 
-import threading
+import signal
 import time
 from collections import Counter
 
 import pytest
 import redis
 
-from tests.conftest import TEST_DATABASE_URL
+from tests.conftest import TEST_DATABASE_URL, service_env
 from tests.faults.hubspot_wire import WireLog
 from tests.faults.invariants import acknowledged, busiest_span, by_prefix, rows_for
 from tests.faults.lease_watch import LeaseWatch
 from tests.faults.webhook_load import LoadPlan, LoadProcess, QueueLoad
-from tests.support.processes import PrivateRedis, Stack, Supervisor, private_redis_server
+from tests.support.processes import (
+    Periodic,
+    PrivateRedis,
+    Stack,
+    Supervisor,
+    kill_group,
+    private_redis_server,
+    start_role,
+)
 from tests.support.tcp_proxy import TcpProxy
 from throttle_app.release.schedule import WAKEUPS_KEY
 
@@ -44,35 +52,28 @@ QUEUES = (
 BUCKET_PREFIX = "throttle:bucket:"
 
 
-class KeyEvents:
+class KeyEvents(Periodic):
     """Keyspace notifications of a Redis server, across its restarts: (time, key, event)."""
 
     def __init__(self, url: str) -> None:
+        super().__init__(0.0, "key-events")
         self.url = url
         self.events: list[tuple[float, str, str]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="key-events", daemon=True)
+        self._pubsub = None
 
-    def __enter__(self) -> KeyEvents:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                pubsub = redis.Redis.from_url(self.url, socket_timeout=2).pubsub()
-                pubsub.psubscribe("__keyspace@0__:throttle:*")
-                while not self._stop.is_set():
-                    message = pubsub.get_message(timeout=0.2)
-                    if message and message["type"] == "pmessage":
-                        key = message["channel"].decode().split(":", 1)[1]
-                        self.events.append((time.time(), key, message["data"].decode()))
-            except redis.RedisError:
-                time.sleep(0.05)  # the server is restarting: subscribe again
+    def tick(self) -> None:
+        try:
+            if self._pubsub is None:
+                self._pubsub = redis.Redis.from_url(self.url, socket_timeout=2).pubsub()
+                self._pubsub.psubscribe("__keyspace@0__:throttle:*")
+            message = self._pubsub.get_message(timeout=0.2)
+        except redis.RedisError:
+            self._pubsub = None  # the server is restarting: subscribe again
+            time.sleep(0.05)
+            return
+        if message and message["type"] == "pmessage":
+            key = message["channel"].decode().split(":", 1)[1]
+            self.events.append((time.time(), key, message["data"].decode()))
 
     def first_after(self, at: float, key_prefix: str, event: str) -> float | None:
         """When `event` first happened to a key starting with `key_prefix` at or after `at`."""
@@ -101,11 +102,7 @@ def test_redis_restarted_mid_release(installed, fake, tmp_path):
             hubspot_url=f"http://127.0.0.1:{proxy.port}",
         )
         settings = stack.settings
-        watch = LeaseWatch(
-            TEST_DATABASE_URL,
-            grace=settings.cleaner_interval_seconds + 3.0,
-            longest=settings.release_job_seconds + settings.lease_seconds + 3.0,
-        )
+        watch = LeaseWatch.for_settings(TEST_DATABASE_URL, settings)
         try:
             with watch, Supervisor(stack) as supervisor:
                 plan = LoadPlan(
@@ -180,14 +177,20 @@ def _wait_for(condition, timeout: float, what: str) -> float:
     "ConnectionError out, then fails again in register_death) and can end an RQ worker "
     "(SimpleWorker.work -> teardown -> register_death raises): they rely on a supervisor",
 )
-def test_processes_ride_out_a_redis_restart(migrated_database, fake, tmp_path):
+def test_processes_ride_out_a_redis_restart(migrated_database, tmp_path):
     with private_redis_server(tmp_path) as server:
-        stack = Stack(fake, tmp_path, workers=1, redis_url=server.url)
+        env = service_env(REDIS_URL=server.url, THROTTLE_LOG_LEVEL="WARNING")
+        roles = {
+            role: start_role(role, env, log_path=tmp_path / f"{role}.log")
+            for role in ("scheduler", "worker")
+        }
         try:
-            time.sleep(2.0)  # every loop running
+            time.sleep(4.0)  # both started and in their loops
+            assert [role for role, p in roles.items() if p.poll() is not None] == []
             server.restart(down_seconds=2.0)
-            time.sleep(5.0)
-            exited = stack.exited()
+            time.sleep(4.0)
+            exited = [role for role, p in roles.items() if p.poll() is not None]
         finally:
-            stack.stop()
+            for process in roles.values():
+                kill_group(process, signal.SIGTERM)
     assert exited == [], f"exited when Redis restarted: {exited}"

@@ -21,7 +21,6 @@ different lease handling changes the schedule, not the assertions.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ import redis
 from tests.conftest import TEST_DATABASE_URL
 from tests.faults.invariants import acknowledged, busiest_span, by_prefix, rows_for
 from tests.faults.webhook_load import LoadPlan, LoadProcess, QueueLoad
-from tests.support.processes import Stack, Supervisor, group_rss_kb
+from tests.support.processes import Periodic, Stack, Supervisor, group_rss_kb
 from throttle_app.release.schedule import RELEASES_QUEUE
 
 pytestmark = pytest.mark.slow
@@ -59,32 +58,19 @@ class RssSample:
     kb: int
 
 
-class RssSampler:
+class RssSampler(Periodic):
     """Samples the resident memory of every process of every role, every `every` seconds."""
 
     def __init__(self, stack: Stack, every: float) -> None:
+        super().__init__(every, "rss")
         self.stack = stack
-        self.every = every
         self.samples: list[RssSample] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="rss", daemon=True)
 
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        while True:
-            now = time.time()
-            for role, process in list(self.stack.processes().items()):
-                for pid, (name, kb) in group_rss_kb(process.pid).items():
-                    self.samples.append(RssSample(now, role, pid, name, kb))
-            if self._stop.wait(self.every):
-                return
+    def tick(self) -> None:
+        now = time.time()
+        for role, process in list(self.stack.processes().items()):
+            for pid, (name, kb) in group_rss_kb(process.pid).items():
+                self.samples.append(RssSample(now, role, pid, name, kb))
 
     def report(self) -> list[dict]:
         """Per process: its memory after warm-up, at its peak and at its last sample."""

@@ -354,24 +354,19 @@ def private_postgres() -> Iterator[PrivatePostgres]:
         server.remove()
 
 
-class Supervisor:
-    """Restarts every role of a Stack whose process exited, `restart_delay` seconds after it
-    was seen dead, as Kubernetes restarts a container; kills go through it too.
+class Periodic:
+    """Runs `tick()` on a daemon thread, at once and then every `every` seconds, while its
+    with-block runs; the thread is stopped and joined when the block ends, even on failure."""
 
-    `restarts` lists (time.time(), role, exit code) for each restart, so a test can tell the
-    processes it killed from those that died by themselves."""
-
-    def __init__(self, stack: Stack, restart_delay: float = 1.0, poll: float = 0.2) -> None:
-        self.stack = stack
-        self.restart_delay = restart_delay
-        self.poll = poll
-        self.restarts: list[tuple[float, str, int | None]] = []
-        self.started_at: dict[str, float] = dict.fromkeys(stack.processes(), time.time())
-        self._lock = threading.Lock()
+    def __init__(self, every: float, name: str) -> None:
+        self.every = every
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
-    def __enter__(self) -> Supervisor:
+    def tick(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
         self._thread.start()
         return self
 
@@ -379,21 +374,40 @@ class Supervisor:
         self._stop.set()
         self._thread.join(30)
 
+    def _run(self) -> None:
+        while True:
+            self.tick()
+            if self._stop.wait(self.every):
+                return
+
+
+class Supervisor(Periodic):
+    """Restarts every role of a Stack whose process exited, `restart_delay` seconds after it
+    was seen dead, as Kubernetes restarts a container; kills go through it too.
+
+    `restarts` lists (time.time(), role, exit code) for each restart, so a test can tell the
+    processes it killed from those that died by themselves."""
+
+    def __init__(self, stack: Stack, restart_delay: float = 1.0, poll: float = 0.2) -> None:
+        super().__init__(poll, "supervisor")
+        self.stack = stack
+        self.restart_delay = restart_delay
+        self.restarts: list[tuple[float, str, int | None]] = []
+        self._lock = threading.Lock()
+        self._dead_since: dict[str, float] = {}
+
     def kill(self, role: str, sig: int = signal.SIGKILL) -> None:
         """Kill the role's process group; the supervisor starts it again."""
         with self._lock:
             self.stack.kill(role, sig)
 
-    def _run(self) -> None:
-        dead_since: dict[str, float] = {}
-        while not self._stop.wait(self.poll):
-            with self._lock:
-                for role in self.stack.exited():
-                    since = dead_since.setdefault(role, time.monotonic())
-                    if time.monotonic() - since < self.restart_delay:
-                        continue
-                    code = self.stack.processes()[role].returncode
-                    self.stack.start(role)
-                    self.started_at[role] = time.time()
-                    self.restarts.append((time.time(), role, code))
-                    del dead_since[role]
+    def tick(self) -> None:
+        with self._lock:
+            for role in self.stack.exited():
+                since = self._dead_since.setdefault(role, time.monotonic())
+                if time.monotonic() - since < self.restart_delay:
+                    continue
+                code = self.stack.processes()[role].returncode
+                self.stack.start(role)
+                self.restarts.append((time.time(), role, code))
+                del self._dead_since[role]
