@@ -47,11 +47,14 @@ DataTap = Callable[[str, int, bytes], None]
 
 @dataclass
 class ProxyStats:
-    """What the proxy saw: connections accepted, refused upstream, and reset by a fault."""
+    """What the proxy saw: connections accepted, refused upstream, and reset by a fault (all
+    resets; and those of `reset_next_requests` and `reset_next_responses` by direction)."""
 
     accepted: int = 0
     upstream_failures: int = 0
     resets: int = 0
+    reset_requests: int = 0
+    reset_responses: int = 0
     bytes_up: int = 0
     bytes_down: int = 0
 
@@ -292,6 +295,10 @@ class TcpProxy:
                 if self._reset_next[direction] > 0:
                     self._reset_next[direction] -= 1
                     self.stats.resets += 1
+                    if direction == UP:
+                        self.stats.reset_requests += 1
+                    else:
+                        self.stats.reset_responses += 1
                     link.reset()
                     return
                 if sink.transport.is_closing():
