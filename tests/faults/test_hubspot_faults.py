@@ -61,9 +61,10 @@ def test_flaky_hubspot_keeps_the_rate_and_loses_nothing(installed, fake, tmp_pat
             fake,
             tmp_path,
             workers=2,
-            hubspot_url=f"http://127.0.0.1:{proxy.port}",
+            HUBSPOT_API_BASE=f"http://127.0.0.1:{proxy.port}",
+            HUBSPOT_APP_BASE=f"http://127.0.0.1:{proxy.port}",
             # a short back-off cap keeps the run short; the back-off itself is not under test
-            env={"THROTTLE_RETRY_MAX_SECONDS": "8"},
+            THROTTLE_RETRY_MAX_SECONDS="8",
         )
         settings = stack.settings
         read_timeout = settings.http_read_timeout_seconds

@@ -99,7 +99,8 @@ def test_redis_restarted_mid_release(installed, fake, tmp_path):
             tmp_path,
             workers=2,
             redis_url=server.url,
-            hubspot_url=f"http://127.0.0.1:{proxy.port}",
+            HUBSPOT_API_BASE=f"http://127.0.0.1:{proxy.port}",
+            HUBSPOT_APP_BASE=f"http://127.0.0.1:{proxy.port}",
         )
         settings = stack.settings
         watch = LeaseWatch.for_settings(TEST_DATABASE_URL, settings)

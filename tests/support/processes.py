@@ -151,17 +151,46 @@ def private_redis_server(tmp_path: Path, *options: str) -> Iterator[PrivateRedis
 def private_redis(tmp_path: Path, *options: str) -> Iterator[str]:
     """A Redis server of its own on a free loopback port, for tests that FLUSHALL (the shared
     server's other databases, a developer's stack or another suite, are never touched) or that
-    need server `options` (`--hz 1`). Yields its URL."""
-    with private_redis_server(tmp_path, *options) as server:
-        yield server.url
+    need server `options` (`--hz 1`)."""
+    server = shutil.which("redis-server")
+    assert server, "redis-server is missing: bash scripts/services.sh installs it"
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            server,
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            *options,
+        ],
+        cwd=tmp_path,
+        stdout=open(tmp_path / "redis.log", "wb"),  # noqa: SIM115 (closed with the process)
+        stderr=subprocess.STDOUT,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                redis.Redis.from_url(url).ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 class Stack:
-    """The service's processes on loopback ports, against the test database and Redis.
-
-    `database_url`, `hubspot_url` (default: the fake's own URL) and `env` point it elsewhere,
-    e.g. through a tests/support/tcp_proxy.TcpProxy. If a process fails to come up, every
-    process already started is stopped before the error propagates."""
+    """The service's processes on loopback ports, against the test database and Redis."""
 
     def __init__(
         self,
@@ -169,11 +198,10 @@ class Stack:
         tmp_path,
         workers: int,
         redis_url: str | None = None,
-        *,
-        database_url: str | None = None,
-        hubspot_url: str | None = None,
-        env: dict[str, str] | None = None,
+        **settings: str,
     ) -> None:
+        """`settings`: environment variables that replace the stack's test values (e.g. the
+        production defaults a test wants to prove: THROTTLE_LEASE_SECONDS=...)."""
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.redis_url = redis_url or TEST_REDIS_URL
@@ -181,8 +209,8 @@ class Stack:
             REDIS_URL=self.redis_url,
             PORT=str(self.port),
             PUBLIC_BASE_URL=self.base,
-            HUBSPOT_API_BASE=hubspot_url or fake.base_url,
-            HUBSPOT_APP_BASE=hubspot_url or fake.base_url,
+            HUBSPOT_API_BASE=fake.base_url,
+            HUBSPOT_APP_BASE=fake.base_url,
             # a short lease (a killed worker's rows return fast) must still outlast one call:
             # bucket wait 2 + connect 1 + read 3 + 1 s margin (config.py rejects less)
             THROTTLE_LEASE_SECONDS="8",
@@ -192,12 +220,9 @@ class Stack:
             THROTTLE_WEB_WORKERS="2",
             THROTTLE_LOG_LEVEL=os.environ.get("E2E_LOG_LEVEL", "WARNING"),
         )
-        if database_url:
-            self.env["DATABASE_URL"] = database_url
-        self.env.update(env or {})
+        self.env.update(settings)
         self.tmp_path = tmp_path
-        self.web: subprocess.Popen | None = None
-        self.scheduler: subprocess.Popen | None = None
+        self.web = self.scheduler = None
         self.workers: list[subprocess.Popen] = []
         try:
             self.web = start_role("web", self.env, log_path=tmp_path / "web.log")
@@ -205,16 +230,21 @@ class Stack:
             self.scheduler = start_role("scheduler", self.env, log_path=tmp_path / "scheduler.log")
             wait_for_http(f"{self.base}/api/health", process=self.web)
         except BaseException:
-            self.stop()
+            self.stop()  # a stack that did not start leaves no process behind
             raise
+
+    def start_worker(self, n: int):
+        return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
+
+    def stop(self) -> None:
+        for process in [self.web, self.scheduler, *self.workers]:
+            if process is not None:
+                kill_group(process, signal.SIGTERM)
 
     @property
     def settings(self) -> Settings:
         """The settings every process of this stack runs with."""
         return Settings.from_env(self.env)
-
-    def start_worker(self, n: int):
-        return start_role("worker", self.env, log_path=self.tmp_path / f"worker-{n}.log")
 
     def processes(self) -> dict[str, subprocess.Popen]:
         """Each role's current process: web, scheduler, worker-0, worker-1, ..."""
@@ -243,11 +273,6 @@ class Stack:
     def exited(self) -> list[str]:
         """The roles whose process has exited (none should, unless a test killed it)."""
         return [role for role, process in self.processes().items() if process.poll() is not None]
-
-    def stop(self) -> None:
-        for process in [self.web, self.scheduler, *self.workers]:
-            if process is not None:
-                kill_group(process, signal.SIGTERM)
 
 
 def group_rss_kb(pgid: int) -> dict[int, tuple[str, int]]:
