@@ -41,8 +41,9 @@ QUEUES = (
     QueueLoad("sa", workflow_id=601, max_throughput=20, seconds=1, per_second=6.0),
     QueueLoad("sb", workflow_id=602, max_throughput=6, seconds=2, per_second=1.5),
 )
-KILL_EVERY_SECONDS = 15.0
+MIN_KILL_EVERY_SECONDS = 15.0
 FIRST_KILL_SECONDS = 15.0
+KILL_ROUNDS = 2  # each role is killed at least this often; longer soaks space the kills out
 RSS_EVERY_SECONDS = 5.0
 WARM_UP_SECONDS = 20.0  # a process's memory before this is its start-up, not its growth
 JUDGED_AFTER_SECONDS = 40.0  # growth is judged on processes observed this long after warm-up
@@ -101,15 +102,20 @@ class RssSampler(Periodic):
 
 
 def kill_plan(duration: float, resume_bound: float) -> list[tuple[float, str]]:
-    """(seconds after the load started, role): worker-0, web, worker-1, web, ... every
-    KILL_EVERY_SECONDS, the last one early enough for its queue to resume and catch up before
-    the load ends."""
+    """(seconds after the load started, role): worker-0, web, worker-1, web, ... spread evenly
+    over KILL_ROUNDS rounds but never closer than MIN_KILL_EVERY_SECONDS (a short soak gets
+    fewer), the last one early enough for its queue to resume and catch up before the load
+    ends. Spacing the kills out in a long soak leaves processes that live long enough for their
+    memory to say something."""
     last = duration - resume_bound - 10.0
     roles = ["worker-0", "web", "worker-1", "web"]
+    every = max(
+        MIN_KILL_EVERY_SECONDS, (last - FIRST_KILL_SECONDS) / (KILL_ROUNDS * len(roles) - 1)
+    )
     plan, at, turn = [], FIRST_KILL_SECONDS, 0
     while at <= last:
         plan.append((at, roles[turn % len(roles)]))
-        at += KILL_EVERY_SECONDS
+        at += every
         turn += 1
     return plan
 

@@ -276,7 +276,8 @@ class Stack:
 
 
 def group_rss_kb(pgid: int) -> dict[int, tuple[str, int]]:
-    """Resident memory of every live process in process group `pgid`: pid -> (name, kB)."""
+    """Resident memory of every live process in process group `pgid`: pid -> (name, kB); a
+    process that has exited but is not reaped yet (a zombie) is left out."""
     found: dict[int, tuple[str, int]] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -290,8 +291,10 @@ def group_rss_kb(pgid: int) -> dict[int, tuple[str, int]]:
             status = (entry / "status").read_text()
             rss = next(
                 (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
-                0,
+                None,
             )
+            if rss is None:
+                continue  # a zombie: it has exited and holds no memory
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except (OSError, ValueError):
             continue  # exited while being read
