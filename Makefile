@@ -1,5 +1,5 @@
 # Common commands; each one is a script you can also run directly.
-.PHONY: help run test test-fast lint format chart bench-intake bench-release bench-cleaner demo smoke ci
+.PHONY: help run test test-fast lint format chart bench-intake bench-release bench-cleaner demo smoke soak ci
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -46,6 +46,9 @@ demo:            ## install a sandbox portal and watch two queues release (needs
 
 smoke:           ## start the local stack, run the demo, stop it
 	bash scripts/smoke.sh
+
+soak:            ## 10 minutes of webhooks while web and workers are SIGKILLed; prints RSS (CI: 2)
+	THROTTLE_SOAK_SECONDS=600 bash scripts/test.sh tests/faults/test_soak.py -s
 
 ci:              ## what CI runs
 	bash .ci/run
