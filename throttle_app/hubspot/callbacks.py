@@ -74,7 +74,13 @@ class Unauthorized(HubSpotCallError):
 
 
 class Transient(HubSpotCallError):
-    """5xx, read timeout or a broken connection: HubSpot may or may not have acted."""
+    """5xx, read timeout or a broken connection: HubSpot may or may not have acted.
+    `answered`: HubSpot answered with an error status (5xx, 408), as opposed to a call whose
+    answer never came (timeout, reset) and which may have completed the callbacks."""
+
+    def __init__(self, message: str, answered: bool = False) -> None:
+        super().__init__(message)
+        self.answered = answered
 
 
 class NotSent(HubSpotCallError):
@@ -178,7 +184,7 @@ class HubSpotClient:
         if status == 401:
             raise Unauthorized("HubSpot refused the access token")
         if status >= 500 or status == 408:
-            raise Transient(f"HTTP {status}")
+            raise Transient(f"HTTP {status}", answered=True)
         if status >= 400:
             message = _error_message(response).replace(access_token, REDACTED)
             kind = Rejected if status in ITEM_ERROR_STATUSES else Refused
