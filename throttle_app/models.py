@@ -193,5 +193,9 @@ class OAuthToken(db.Model):
     disconnected_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     disconnect_reason: Mapped[str | None] = mapped_column(Text)
     refreshed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The portal's IANA time zone from HubSpot's account details (NULL: not known yet, so UTC);
+    # read at install, refreshed daily by the cleaner.
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    time_zone_checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
