@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import requests
@@ -217,14 +217,16 @@ class HubSpotClient:
         self,
         portal_id: int,
         access_token: str,
-        callbacks: Sequence[tuple[str, str]],
+        callbacks: Sequence[tuple[str, Mapping[str, str]]],
         deadline: float | None = None,
     ) -> dict[str, str]:
-        """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}."""
+        """Complete (callbackId, outputFields) pairs in one batch call (outputFields holds
+        `hs_execution_state` and the action's outputs, all strings); return {refused id:
+        reason}."""
         body = {
             "inputs": [
-                {"callbackId": callback_id, "outputFields": {"hs_execution_state": state}}
-                for callback_id, state in callbacks
+                {"callbackId": callback_id, "outputFields": dict(fields)}
+                for callback_id, fields in callbacks
             ]
         }
         response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline)
