@@ -21,7 +21,8 @@ from typing import Any
 import requests
 
 from throttle_app.hubspot.app_definition import api_definition
-from throttle_app.hubspot.http import hubspot_session
+from throttle_app.hubspot.http import error_message, hubspot_session
+from throttle_app.telemetry.logs import REDACTED
 
 DEFINITIONS_PATH = "/automation/v4/actions/{app_id}"
 PAGE_LIMIT = 100
@@ -90,7 +91,7 @@ class ActionPublisher:
         except requests.RequestException as exc:  # its text holds the URL, hence the key
             raise PublishError(f"{method} failed: {type(exc).__name__}") from None
         if not response.ok:
-            message = _message(response).replace(self._key, "[redacted]")
+            message = error_message(response).replace(self._key, REDACTED)
             raise PublishError(f"{method} answered HTTP {response.status_code}: {message}")
         try:
             payload = response.json() if response.content else {}
@@ -105,13 +106,3 @@ class ActionPublisher:
 def _revision(definition: dict[str, Any]) -> str | None:
     revision = definition.get("revisionId")
     return None if revision is None else str(revision)
-
-
-def _message(response: requests.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:300]
-    if isinstance(payload, dict):
-        return str(payload.get("message") or payload.get("category") or payload)[:300]
-    return str(payload)[:300]

@@ -32,7 +32,12 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.bucket import TokenBucket
-from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
+from throttle_app.hubspot.http import (
+    error_message,
+    hubspot_session,
+    parse_retry_after,
+    session_timeout,
+)
 from throttle_app.telemetry.logs import REDACTED
 
 log = logging.getLogger(__name__)
@@ -186,7 +191,7 @@ class HubSpotClient:
         if status >= 500 or status == 408:
             raise Transient(f"HTTP {status}", answered=True)
         if status >= 400:
-            message = _error_message(response).replace(access_token, REDACTED)
+            message = error_message(response).replace(access_token, REDACTED)
             kind = Rejected if status in ITEM_ERROR_STATUSES else Refused
             raise kind(status, message)
         return response
@@ -291,13 +296,3 @@ def _partial_errors(response: requests.Response) -> dict[str, str]:
             reason = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'refused'}"
             refused[str(error["callbackId"])] = reason[:500]
     return refused
-
-
-def _error_message(response: requests.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(payload, dict):
-        return str(payload.get("message") or payload.get("category") or payload)[:500]
-    return str(payload)[:500]
