@@ -35,6 +35,7 @@ class ClaimedRow:
     id: int
     callback_id: str
     outcome: str
+    created_at: datetime  # admission: the completion reports the wait since (outputFields)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,7 @@ _CLAIM_ROWS = text(
         WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
         ORDER BY e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
-    RETURNING id, callback_id, outcome
+    RETURNING id, callback_id, outcome, created_at
     """  # nosec B608 # module constants only; every value is a bound parameter
 )
 
@@ -161,7 +162,7 @@ def claim_next(
         return Idle()
     owner = uuid.uuid4()
     rows = sorted(  # oldest first: RETURNING keeps no order
-        ClaimedRow(r.id, r.callback_id, r.outcome)
+        ClaimedRow(r.id, r.callback_id, r.outcome, r.created_at)
         for r in session.execute(
             _CLAIM_ROWS,
             {"owner": owner, "lease": lease_seconds, "queue_id": queue_id, "limit": limit},
