@@ -56,7 +56,8 @@ def complete(hub: Hub, req: Request, callback_id: str | None) -> Reply:
     return reply
 
 
-def _authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
+def authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
+    """The live access token of the bearer header, or the 401 HubSpot answers without one."""
     scheme, _, credential = (req.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return api_error(401, NO_CREDENTIALS, "INVALID_AUTHENTICATION")
@@ -73,7 +74,8 @@ def _authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
     return found.token
 
 
-def _rate_limited(hub: Hub, verdict: Verdict) -> Reply:
+def rate_limited(hub: Hub, verdict: Verdict) -> Reply:
+    """HubSpot's 429 for the portal's rolling window (counted in the stats)."""
     hub.rate_limited += 1
     cid = correlation_id()
     payload = {
@@ -94,7 +96,7 @@ def _rate_limited(hub: Hub, verdict: Verdict) -> Reply:
 def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
     if req.method != "POST":
         return api_error(405, f"{req.method} is not allowed here", "VALIDATION_ERROR")
-    token = _authenticate(hub, req)
+    token = authenticate(hub, req)
     if isinstance(token, Reply):
         return token
     settings = hub.settings
@@ -117,12 +119,12 @@ def _answer(
 ) -> Reply:
     settings = hub.settings
     if not verdict.allowed:
-        return _rate_limited(hub, verdict)
+        return rate_limited(hub, verdict)
     if settings.force_429.get(portal_id, 0) > 0:
         settings.force_429[portal_id] -= 1
         if not settings.force_429[portal_id]:
             del settings.force_429[portal_id]
-        return _rate_limited(hub, verdict)
+        return rate_limited(hub, verdict)
     if not has_scope:
         return api_error(
             403,

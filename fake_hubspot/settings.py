@@ -44,6 +44,11 @@ class Settings:
     # In a batch: answered 200 {"status": "PARTIAL", "errors": [...]}; the others complete.
     partial_callback_ids: set[str] = field(default_factory=set)
     seed: int | None = None  # seeds the error_rate dice
+    # Account details (GET /account-info/v3/details)
+    default_time_zone: str = "America/New_York"  # every portal's zone unless time_zones says
+    time_zones: dict[int, str] = field(default_factory=dict)  # portal -> its zone (any text)
+    account_info_status: int | None = None  # every account-info call answers this 4xx/5xx
+    account_info_latency: float = 0.0  # seconds added to every account-info answer
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (sets become sorted lists, portal keys become strings)."""
@@ -51,6 +56,7 @@ class Settings:
         data["bad_callback_ids"] = sorted(self.bad_callback_ids)
         data["partial_callback_ids"] = sorted(self.partial_callback_ids)
         data["force_429"] = {str(k): v for k, v in sorted(self.force_429.items())}
+        data["time_zones"] = {str(k): v for k, v in sorted(self.time_zones.items())}
         return data
 
 
@@ -131,6 +137,35 @@ def _force_429(name: str, value: Any) -> dict[int, int]:
     return {k: v for k, v in result.items() if v > 0}
 
 
+def _zone(name: str, value: Any) -> str:
+    # Any text: tests make HubSpot report zones the service does not know.
+    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+        raise ValueError(f"{name} must be a string of 1 to 200 characters")
+    return value
+
+
+def _time_zones(name: str, value: Any) -> dict[int, str]:
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must map portal ids to time zones")
+    result: dict[int, str] = {}
+    for key, zone in value.items():
+        try:
+            portal_id = int(key)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} keys must be portal ids") from None
+        result[portal_id] = _zone(name, zone)
+    return result
+
+
+def _error_status(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    status = _int(100)(name, value)
+    if not 400 <= status <= 599:
+        raise ValueError(f"{name} must be a 4xx or 5xx status, or null")
+    return status
+
+
 _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "default_portal_id": _int(1),
     "app_id": _int(1),
@@ -154,6 +189,10 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "bad_callback_ids": _callback_ids,
     "partial_callback_ids": _callback_ids,
     "seed": _optional_int,
+    "default_time_zone": _zone,
+    "time_zones": _time_zones,
+    "account_info_status": _error_status,
+    "account_info_latency": _number,
 }
 
 
