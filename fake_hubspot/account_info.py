@@ -10,11 +10,10 @@ portal's details, with its zone from ``time_zones`` (or ``default_time_zone``).
 
 from __future__ import annotations
 
-import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from fake_hubspot.callbacks import authenticate, rate_limited
+from fake_hubspot.callbacks import admit, rate_limited
 from fake_hubspot.messages import Reply, Request, api_error, json_reply, server_error
 from fake_hubspot.state import Hub
 
@@ -31,15 +30,11 @@ def details(hub: Hub, req: Request) -> Reply:
 
 
 def _decide(hub: Hub, req: Request) -> Reply:
-    if req.method != "GET":
-        return api_error(405, f"{req.method} is not allowed here", "VALIDATION_ERROR")
-    token = authenticate(hub, req)
-    if isinstance(token, Reply):
-        return token
+    admitted = admit(hub, req, "GET")
+    if isinstance(admitted, Reply):
+        return admitted
+    token, verdict = admitted
     settings = hub.settings
-    verdict = hub.limiter.hit(
-        token.portal_id, time.monotonic(), settings.rate_limit, settings.rate_window
-    )
     if not verdict.allowed:
         reply = rate_limited(hub, verdict)
     elif REQUIRED_SCOPE not in token.scopes:

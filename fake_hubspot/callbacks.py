@@ -56,7 +56,7 @@ def complete(hub: Hub, req: Request, callback_id: str | None) -> Reply:
     return reply
 
 
-def authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
+def _authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
     """The live access token of the bearer header, or the 401 HubSpot answers without one."""
     scheme, _, credential = (req.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
@@ -93,16 +93,26 @@ def rate_limited(hub: Hub, verdict: Verdict) -> Reply:
     return reply
 
 
-def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
-    if req.method != "POST":
+def admit(hub: Hub, req: Request, method: str) -> tuple[AccessToken, Verdict] | Reply:
+    """The steps every API call takes first: the method (405), the bearer token (401, charged
+    to no portal), then one hit on the portal's rolling window (judged by the caller)."""
+    if req.method != method:
         return api_error(405, f"{req.method} is not allowed here", "VALIDATION_ERROR")
-    token = authenticate(hub, req)
+    token = _authenticate(hub, req)
     if isinstance(token, Reply):
         return token
     settings = hub.settings
     verdict = hub.limiter.hit(
         token.portal_id, time.monotonic(), settings.rate_limit, settings.rate_window
     )
+    return token, verdict
+
+
+def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
+    admitted = admit(hub, req, "POST")
+    if isinstance(admitted, Reply):
+        return admitted
+    token, verdict = admitted
     has_scope = REQUIRED_SCOPE in token.scopes
     reply = _answer(hub, req, callback_id, token.portal_id, verdict, has_scope)
     reply.headers.update(verdict.headers())

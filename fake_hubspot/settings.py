@@ -24,7 +24,7 @@ class Settings:
     code_ttl: float = 600.0  # authorization-code lifetime, seconds
     rotate_refresh_tokens: bool = False  # a refresh answers a new refresh token, killing the old
     token_latency: float = 0.0  # seconds added to /oauth/2026-03/token and .../introspect answers
-    # Rate limit (per portal, rolling window; every authenticated callback call counts)
+    # Rate limit (per portal, rolling window; every authenticated API call counts)
     rate_limit: int = 110
     rate_window: float = 10.0
     retry_after: int | None = None  # fixed Retry-After seconds; None: until the window admits
@@ -124,17 +124,23 @@ def _callback_ids(name: str, value: Any) -> set[str]:
     return set(value)
 
 
-def _force_429(name: str, value: Any) -> dict[int, int]:
+def _per_portal(name: str, value: Any, what: str, coerce: Callable[[str, Any], Any]) -> dict:
+    """A mapping of portal ids (ints or digit strings, as JSON keys) to coerced values."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must map portal ids to call counts")
-    result: dict[int, int] = {}
-    for key, count in value.items():
+        raise ValueError(f"{name} must map portal ids to {what}")
+    result: dict[int, Any] = {}
+    for key, item in value.items():
         try:
             portal_id = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"{name} keys must be portal ids") from None
-        result[portal_id] = _int(0)(name, count)
-    return {k: v for k, v in result.items() if v > 0}
+        result[portal_id] = coerce(name, item)
+    return result
+
+
+def _force_429(name: str, value: Any) -> dict[int, int]:
+    counts = _per_portal(name, value, "call counts", _int(0))
+    return {k: v for k, v in counts.items() if v > 0}
 
 
 def _zone(name: str, value: Any) -> str:
@@ -145,16 +151,7 @@ def _zone(name: str, value: Any) -> str:
 
 
 def _time_zones(name: str, value: Any) -> dict[int, str]:
-    if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must map portal ids to time zones")
-    result: dict[int, str] = {}
-    for key, zone in value.items():
-        try:
-            portal_id = int(key)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} keys must be portal ids") from None
-        result[portal_id] = _zone(name, zone)
-    return result
+    return _per_portal(name, value, "time zones", _zone)
 
 
 def _error_status(name: str, value: Any) -> int | None:
