@@ -99,7 +99,9 @@ def test_learn_for_a_portal_without_install_is_none(app, fake):
     assert asks(fake) == 0
 
 
-def test_only_portals_due_are_asked(app, fake):
+def test_only_portals_due_are_asked(build, fake):
+    app = build(time_zone_refresh_batch=3)
+    install_portal(app, fake)
     for portal in OTHERS[:2]:
         install_portal(app, fake, portal)
     fake.set_faults(time_zones={PORTAL: "Europe/Berlin", OTHERS[0]: "Asia/Kolkata"})
@@ -183,6 +185,11 @@ def test_a_pass_asks_at_most_the_batch_never_asked_first(build, fake):
     assert asks(fake) == 5
 
 
+def test_the_default_pass_asks_one_portal(app, fake):
+    install_portal(app, fake, OTHERS[0])
+    assert (refresh(app), refresh(app), refresh(app)) == (1, 1, 0)
+
+
 def test_batch_zero_turns_the_refresh_off(build, fake):
     app = build(time_zone_refresh_batch=0)
     install_portal(app, fake)
@@ -190,7 +197,7 @@ def test_batch_zero_turns_the_refresh_off(build, fake):
 
 
 def test_an_unreachable_hubspot_ends_the_pass_after_one_ask(build, fake):
-    app = build(hubspot_api_base=f"http://127.0.0.1:{free_port()}")
+    app = build(hubspot_api_base=f"http://127.0.0.1:{free_port()}", time_zone_refresh_batch=3)
     for portal in (PORTAL, *OTHERS[:2]):
         install_portal(app, fake, portal)
     with captured(time_zones.__name__) as logs:
@@ -201,7 +208,7 @@ def test_an_unreachable_hubspot_ends_the_pass_after_one_ask(build, fake):
 
 
 def test_a_slow_hubspot_costs_one_read_timeout_per_pass(build, fake):
-    app = build(http_read_timeout_seconds=0.3)
+    app = build(http_read_timeout_seconds=0.3, time_zone_refresh_batch=3)
     for portal in OTHERS[:3]:
         install_portal(app, fake, portal)
     fake.set_faults(account_info_latency=2.0)
