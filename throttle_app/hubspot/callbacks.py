@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import requests
@@ -131,12 +131,17 @@ class HubSpotClient:
         access_token: str,
         body: object,
         deadline: float | None = None,
+        on_start: Callable[[], None] | None = None,
     ):
         """The one send path: bucket token, then the request with timeouts; typed failures.
 
         `deadline` (time.monotonic()): the call must end by then, timeouts included, so the
-        bucket waits no longer than that allows and the request is not sent after it."""
+        bucket waits no longer than that allows and the request is not sent after it.
+        `on_start()` runs once the bucket gave its token, just before the request is issued:
+        the caller's record of when the send started (the release engine's window anchor)."""
         self._take_token(portal_id, deadline)
+        if on_start is not None:
+            on_start()
         try:
             response = hubspot_session().request(
                 method,
@@ -219,15 +224,19 @@ class HubSpotClient:
         access_token: str,
         callbacks: Sequence[tuple[str, str]],
         deadline: float | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> dict[str, str]:
-        """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}."""
+        """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}.
+        `on_start`: as for send()."""
         body = {
             "inputs": [
                 {"callbackId": callback_id, "outputFields": {"hs_execution_state": state}}
                 for callback_id, state in callbacks
             ]
         }
-        response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline)
+        response = self.send(
+            portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline, on_start
+        )
         return _partial_errors(response)
 
 
