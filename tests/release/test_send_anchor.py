@@ -12,14 +12,10 @@ from datetime import timedelta
 import pytest
 
 from tests.release.engine import run_release
-from tests.release.window_checks import wait_until
+from tests.release.window_checks import RECEIPT_JITTER, wait_until
 from tests.support.release_helpers import admit, install_portal, query, queue_id
 from throttle_app.extensions import db
 from throttle_app.release import claims, outcomes
-
-# Loopback transit differs by a few milliseconds from call to call, and the fake times a call
-# on receipt: a gap measured there may fall that much short of the gap at the sending side.
-TRANSIT_JITTER = 0.01
 
 
 def call_times(fake) -> list[float]:
@@ -46,10 +42,12 @@ def test_the_next_window_opens_t_after_the_send_started_not_after_the_answer(eng
     second = run_release(engine_app, queue, sleep=time.sleep)
     assert (second.completed, second.calls) == (5, 1)
     window = call_times(fake)[1] - received
-    assert 1.0 - TRANSIT_JITTER <= window < 1.25  # counted from the answer: 1.5 s and more
+    assert 1.0 - RECEIPT_JITTER <= window < 1.25  # counted from the answer: 1.5 s and more
 
 
-def test_a_send_in_flight_past_t_holds_the_next_window_until_it_ends(build, fake):
+def test_a_send_in_flight_past_t_holds_the_next_window_until_t_after_it_ends(build, fake):
+    """HubSpot may have received a send that outlasted T as late as its answer: the next window
+    waits while it is in flight, then counts T from its end (claims.py)."""
     app = build(release_lead_ms=0, max_inline_wait_seconds=0.5, http_read_timeout_seconds=3.0)
     install_portal(app, fake)
     fake.set_faults(callback_latency=1.6)  # longer than T
@@ -65,11 +63,13 @@ def test_a_send_in_flight_past_t_holds_the_next_window_until_it_ends(build, fake
         assert len(fake.completions()) == 5
     finally:
         slow.join(15)
-    if len(fake.completions()) < 10:  # the slow job ends with its window or sends the next too
-        run_release(app, queue, sleep=time.sleep)
+    for _ in range(3):  # the next window's job, when it is due
+        if len(fake.completions()) >= 10:
+            break
+        time.sleep(run_release(app, queue, sleep=time.sleep).next_run_in or 0.0)
     first, second = call_times(fake)
-    assert second - first >= 1.6 - TRANSIT_JITTER  # not before the first call was answered
-    assert second - first < 2.2
+    assert second - first >= 1.6 + 1.0 - RECEIPT_JITTER  # T after the first call was answered
+    assert second - first < 3.3
 
 
 def test_the_marking_records_the_start_it_is_given(engine_app, fake):

@@ -18,6 +18,11 @@ rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed t
   send in flight (its rows stay claimed until its answer is marked) holds the next window back
   until it is marked, and a crashed or stalled worker's claim holds it until T after its lease
   end (the cleaner then records that lease end as a possible send start).
+A send that outlasts T (its answer, error or timeout came more than T after its start) counts
+from its end instead of its start: its request may have reached HubSpot as late as that (a
+stalled path delivers it when it recovers), so the next window opens T after that end rather
+than as soon as it ends. At HubSpot's usual latency (0.1-0.3 s) against T of a second or more,
+every send counts from its start.
 A window whose sends all go in one call (N up to THROTTLE_RELEASE_BATCH_SIZE, one outcome) opens
 the next one T after its first send started. A window that needs several calls opens the next
 one T after the latest of them started: anchoring on its first send would let a late call of one

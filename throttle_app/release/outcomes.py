@@ -4,9 +4,10 @@ Every update is fenced on the claim's owner token and a live lease (claims.py), 
 that lost its lease cannot mark rows. Each function commits. A send that reached (or may have
 reached) HubSpot is recorded on the queue by the moment it *started* (`started_at`), so the next
 window opens T after the start of the window's latest send (claims.py), whatever HubSpot's
-answer time. Until a send is recorded its rows are claimed, and their live lease holds the next
-window back (claims.py), so a send in flight is covered before its marking and a crash between
-the two is covered by the lease end (the cleaner records it as a send).
+answer time; a call that outlasted T is recorded by its end (`_after_send`). Until a send is
+recorded its rows are claimed, and their live lease holds the next window back (claims.py), so a
+send in flight is covered before its marking, and a crash between the two by the lease end (the
+cleaner records it as a send).
 """
 
 from __future__ import annotations
@@ -29,19 +30,32 @@ def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
     return {"ids": [row.id for row in rows], "owner": claim.owner}
 
 
-def _after_send(session: Session, queue_id: int, started_at: float | None = None) -> None:
+def _after_send(
+    session: Session,
+    queue_id: int,
+    started_at: float | None = None,
+    ended_at: float | None = None,
+) -> None:
     """A call reached (or may have reached) HubSpot: the next window counts from its start
     (`started_at`, a time.monotonic() reading taken once the bucket gave its token, just before
-    the request was issued), else from now (later than any start: never too early). The start
-    is turned into the database's clock as clock_timestamp() minus the time since, measured
-    before the statement is sent, so the stored start is never earlier than the real one."""
-    ago = 0.0 if started_at is None else max(0.0, time.monotonic() - started_at)
+    the request was issued), else from now (later than any start: never too early).
+
+    A call that outlasted its window's T (`ended_at`, time.monotonic() when its answer, error or
+    timeout came; None: now) counts from its end instead: its request may have reached HubSpot
+    as late as that (a stalled path delivers it when it recovers), and the next window must not
+    join it there. Times are turned into the database's clock as clock_timestamp() minus the
+    time since, measured before the statement is sent, so a stored time is never too early."""
+    now = time.monotonic()
+    start_ago = 0.0 if started_at is None else max(0.0, now - started_at)
+    end_ago = 0.0 if ended_at is None else min(start_ago, max(0.0, now - ended_at))
     session.execute(
         text(
-            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at,"
-            " clock_timestamp() - make_interval(secs => :ago)) WHERE id = :queue_id"
+            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at, clock_timestamp()"
+            " - make_interval(secs => CASE WHEN :start_ago - :end_ago"
+            "   > COALESCE(window_period_seconds, period_seconds) THEN :end_ago"
+            "   ELSE :start_ago END)) WHERE id = :queue_id"
         ),
-        {"queue_id": queue_id, "ago": ago},
+        {"queue_id": queue_id, "start_ago": start_ago, "end_ago": end_ago},
     )
     session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
 
@@ -52,9 +66,11 @@ def mark_completed(
     rows: list[ClaimedRow],
     refused: dict[str, str],
     started_at: float | None = None,
+    ended_at: float | None = None,
 ) -> int:
     """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits.
-    `started_at`: time.monotonic() when the call started (None: now)."""
+    `started_at`, `ended_at`: time.monotonic() when the call started and when its answer came
+    (None: now)."""
     done = [row for row in rows if row.callback_id not in refused]
     count = 0
     if done:
@@ -70,7 +86,7 @@ def mark_completed(
     for row in rows:
         if row.callback_id in refused:
             _fail(session, claim, row, refused[row.callback_id])
-    _after_send(session, claim.queue_id, started_at)
+    _after_send(session, claim.queue_id, started_at, ended_at)
     session.commit()
     return count
 
@@ -138,11 +154,14 @@ def mark_retry(
     session.commit()
 
 
-def record_send(session: Session, claim: Claim, started_at: float | None) -> None:
+def record_send(
+    session: Session, claim: Claim, started_at: float | None, ended_at: float | None = None
+) -> None:
     """A call that may have reached HubSpot failed and its rows stay claimed for a prompt retry:
-    the next window counts from its start (`started_at`, time.monotonic(); None: now) like
-    after any send, whatever becomes of the rows later (a give-back records nothing). Commits."""
-    _after_send(session, claim.queue_id, started_at)
+    the next window counts from its start (`started_at`, time.monotonic(); None: now; from its
+    end, `ended_at`, when it outlasted T) like after any send, whatever becomes of the rows
+    later (a give-back records nothing). Commits."""
+    _after_send(session, claim.queue_id, started_at, ended_at)
     session.commit()
 
 

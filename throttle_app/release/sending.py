@@ -171,6 +171,7 @@ class ClaimSender:
                     deadline=self.lease.deadline - CALL_MARGIN_SECONDS,
                     on_start=self._started,
                 )
+                answered_at = time.monotonic()
             except Unauthorized:
                 return self._unauthorized(rows, state)
             except (RateLimited, BucketWait, TooLate) as exc:
@@ -195,7 +196,7 @@ class ClaimSender:
                 return self._isolate(rows, state, exc)
             break
         report.completed += outcomes.mark_completed(
-            r.session, claim, rows, refused, self.started_at
+            r.session, claim, rows, refused, self.started_at, answered_at
         )
         report.failed += len(refused)
         if not r.streak_cleared:  # after the commit: Redis must not block a mark
