@@ -19,7 +19,11 @@ scrape, its backlog query and the queue listing on those tables (devtools/bench/
 
 `--latency SECONDS`: the fake HubSpot answers every callback call that much later (HubSpot's
 real latency is 0.1-0.3 s). The counts are of send starts as the fake HubSpot receives them
-(it times a call before it waits), so the rates report what HubSpot would see.
+(it times a call when its request line arrives, before it waits), so the rates report what
+HubSpot would see. Windows leave the sender T plus a few milliseconds apart (they count from the
+previous window's send start), so the receiver's own timing noise can show one window's calls
+a fraction of a millisecond inside T of the next: "closest windows" prints the smallest gap
+between the calls of consecutive windows as the fake saw it.
 
 `--rounds R` repeats the rates (or reads) scenario R times on the same tables, with new queues
 each round, and prints the machine's load average before each round.
@@ -145,10 +149,13 @@ def rates(env, app, fake, workers: int, round_: int = 0) -> None:
         times = sorted(c["time"] for c in completions if c["callback_id"].startswith(f"{name}-"))
         largest = max(bisect.bisect_left(times, x + t) - i for i, x in enumerate(times))
         sustained = (len(times) - n) / (times[-1] - times[0])
+        calls = sorted(set(times))  # one time per call: when the fake received it
+        closest = min((b - a for a, b in zip(calls, calls[1:]) if b - a > t / 2), default=0.0)
         print(
             f"rates: {n} per {t}s: largest count in any {t}s span {largest} (N = {n});"
             f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
-            f" ({sustained / (n / t) - 1:+.1%}); 429s: {fake.stats()['rate_limited']}"
+            f" ({sustained / (n / t) - 1:+.1%}); closest windows {closest * 1000:.1f} ms apart;"
+            f" 429s: {fake.stats()['rate_limited']}"
         )
 
 
