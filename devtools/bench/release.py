@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import os
 import signal
 import subprocess
@@ -150,7 +151,7 @@ def rates(env, app, fake, workers: int, round_: int = 0) -> None:
         largest = max(bisect.bisect_left(times, x + t) - i for i, x in enumerate(times))
         sustained = (len(times) - n) / (times[-1] - times[0])
         calls = sorted(set(times))  # one time per call: when the fake received it
-        closest = min((b - a for a, b in zip(calls, calls[1:]) if b - a > t / 2), default=0.0)
+        closest = min((b - a for a, b in itertools.pairwise(calls) if b - a > t / 2), default=0.0)
         print(
             f"rates: {n} per {t}s: largest count in any {t}s span {largest} (N = {n});"
             f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
