@@ -177,19 +177,32 @@ def _answer(
         )
     partial = {cid for cid, _ in items if cid in settings.partial_callback_ids}
     if partial and callback_id is None:  # the secondary schema's PARTIAL answer (hubspot.md)
-        _record(hub, portal_id, [item for item in items if item[0] not in partial], batch=True)
+        _record(
+            hub,
+            portal_id,
+            [item for item in items if item[0] not in partial],
+            batch=True,
+            received=req.received,
+        )
         errors = [
             {"callbackId": cid, "message": "callback is not open", "category": "VALIDATION_ERROR"}
             for cid in sorted(partial)
         ]
         return json_reply(200, {"status": "PARTIAL", "errors": errors})
-    _record(hub, portal_id, items, batch=callback_id is None)
+    _record(hub, portal_id, items, batch=callback_id is None, received=req.received)
     return Reply(204)
 
 
-def _record(hub: Hub, portal_id: int, items: list[tuple[str, dict[str, str]]], batch: bool) -> None:
+def _record(
+    hub: Hub,
+    portal_id: int,
+    items: list[tuple[str, dict[str, str]]],
+    batch: bool,
+    received: float | None = None,
+) -> None:
+    """Record completed callbacks, timed when their call arrived (`received`, else now)."""
     batch_id = hub.next_batch_id()
-    now = time.time()
+    now = time.time() if received is None else received
     for cid, output_fields in items:
         hub.records.append(
             {

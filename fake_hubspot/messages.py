@@ -24,6 +24,7 @@ class Request:
     query: dict[str, list[str]]
     headers: Mapping[str, str]  # case-insensitive lookups (http.client.HTTPMessage)
     body: bytes = b""
+    received: float | None = None  # time.time() when its request line arrived (None: unknown)
 
     def param(self, name: str) -> str | None:
         """The first value of query parameter ``name``."""

@@ -76,11 +76,14 @@ class ThrottleQueue(db.Model):
     period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
     # The current release window: releases left in it and its period. A new window opens only
     # once the budget is spent and `next_release_at` has passed; `next_release_at` is never earlier
-    # than the last send + the period (see claims.py). NULL = idle: first executions go at once.
+    # than the period after the start of the window's latest send (`last_sent_at`), nor after any
+    # live lease end (see claims.py). NULL = idle: first executions go at once.
     window_budget: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
     window_period_seconds: Mapped[int | None] = mapped_column(Integer)
     window_opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the queue's latest send *started* (its call issued, not answered; for a claim the
+    # cleaner took back from a dead worker, its lease end): the next window's anchor.
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     paused: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))
     draining: Mapped[bool] = mapped_column(Boolean, nullable=False, server_default=text("false"))

@@ -15,7 +15,15 @@ own rows. The rates and reads scenarios then time a release job's next_look, the
 scrape, its backlog query and the queue listing on those tables (devtools/bench/reads.py).
 
     python scripts/bench_release.py [--workers 1] [--scenario throughput|rates|reads|all]
-        [--terminal-rows N --queues-idle K] [--rounds R]
+        [--terminal-rows N --queues-idle K] [--rounds R] [--latency SECONDS]
+
+`--latency SECONDS`: the fake HubSpot answers every callback call that much later (HubSpot's
+real latency is 0.1-0.3 s). The counts are of send starts as the fake HubSpot receives them
+(it times a call when its request line arrives, before it waits), so the rates report what
+HubSpot would see. Windows leave the sender T plus a few milliseconds apart (they count from the
+previous window's send start), so the receiver's own timing noise can show one window's calls
+a fraction of a millisecond inside T of the next: "closest windows" prints the smallest gap
+between the calls of consecutive windows as the fake saw it.
 
 `--rounds R` repeats the rates (or reads) scenario R times on the same tables, with new queues
 each round, and prints the machine's load average before each round.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import itertools
 import os
 import signal
 import subprocess
@@ -141,10 +150,13 @@ def rates(env, app, fake, workers: int, round_: int = 0) -> None:
         times = sorted(c["time"] for c in completions if c["callback_id"].startswith(f"{name}-"))
         largest = max(bisect.bisect_left(times, x + t) - i for i, x in enumerate(times))
         sustained = (len(times) - n) / (times[-1] - times[0])
+        calls = sorted(set(times))  # one time per call: when the fake received it
+        closest = min((b - a for a, b in itertools.pairwise(calls) if b - a > t / 2), default=0.0)
         print(
-            f"rates: {n} per {t}s: largest count in any {t}s window {largest} (N = {n});"
+            f"rates: {n} per {t}s: largest count in any {t}s span {largest} (N = {n});"
             f" sustained {sustained:.2f}/s against {n / t:.2f}/s"
-            f" ({sustained / (n / t) - 1:+.1%}); 429s: {fake.stats()['rate_limited']}"
+            f" ({sustained / (n / t) - 1:+.1%}); closest windows {closest * 1000:.1f} ms apart;"
+            f" 429s: {fake.stats()['rate_limited']}"
         )
 
 
@@ -163,19 +175,31 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=1, help="rates or reads: repeat on the same tables"
     )
+    parser.add_argument(
+        "--latency",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="the fake HubSpot answers each callback call this much later (default 0)",
+    )
     preload.add_options(parser)
     args = parser.parse_args()
+    if args.latency < 0:
+        parser.error("--latency must be >= 0")
     if args.rounds > 1 and args.scenario not in ("rates", "reads"):
         parser.error("--rounds repeats the rates or the reads scenario only")
     bucket = Settings.from_env(service_env(DB, REDIS))
     print(
         f"{args.workers} worker(s), {os.cpu_count()} cores; bucket {bucket.bucket_capacity:g}"
-        f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s"
+        f" + {bucket.bucket_refill_per_second:g}/s per portal; fake HubSpot limit 110 per 10 s,"
+        f" answering {args.latency:g}s after each callback call"
     )
     print(f"tables: {args.terminal_rows:,} terminal rows over {args.queues_idle:,} idle queues")
     scenarios = {"rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
-        with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
+        with FakeHubSpot(
+            client_id="bench", client_secret=SECRET, callback_latency=args.latency
+        ) as fake:
             env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
             preload.tables(DB, PORTAL, args)
             if scenario == "throughput":

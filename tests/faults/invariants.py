@@ -60,3 +60,23 @@ def answers_other_than_200_or_503(deliveries: Iterable[Delivery]) -> list[Delive
             continue
         bad.append(d)
     return bad
+
+
+def delivered_promptly(
+    completions: Iterable[dict], sends: Iterable[tuple[str, float]], slack: float
+) -> list[tuple[str, float]]:
+    """(callbackId, time) of the completions HubSpot received within `slack` seconds of the send
+    the wire saw (the latest send of that callback before it): the rate holds at the sending
+    side (claims.py), so HubSpot's own count can exceed N only by requests the path held back."""
+    sent: dict[str, list[float]] = defaultdict(list)
+    for callback_id, at in sends:
+        sent[callback_id].append(at)
+    for times in sent.values():
+        times.sort()
+    prompt = []
+    for c in completions:
+        times = sent.get(c["callback_id"], [])
+        index = bisect.bisect_right(times, c["time"] + 0.05) - 1  # the wire stamps a bit later
+        if index >= 0 and c["time"] - times[index] <= slack:
+            prompt.append((c["callback_id"], c["time"]))
+    return prompt

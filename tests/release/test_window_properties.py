@@ -12,7 +12,8 @@ The workers are modelled on releaser.py: a claim's lease counts from before the 
 waits for the claim's send_delay, and a send starts only when the call budget (bucket wait,
 timeouts, margin) still fits in the lease; otherwise the rows are given back. A call's answer
 arrives when the test says, or as a timeout once the call's connect and read timeouts have
-passed; a worker may also die after it sent, leaving its rows claimed for the cleaner.
+passed; a worker may also die after it sent, leaving its rows claimed for the cleaner. Every
+marking gives the call's start, as the releaser does, so windows are anchored on send starts.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ class Model:
             flight = min(due, key=lambda f: f.started)
             self._shift(flight.started + TIMEOUT - self.now())
             self.flights.remove(flight)
-            self._retry(flight.claim, "timeout")
+            self._retry(flight, "timeout")
         self._shift(target - self.now())
 
     def claim(self) -> None:
@@ -114,16 +115,23 @@ class Model:
             return
         flight = self.flights.pop(index % len(self.flights))
         if outcome == "completed":
-            outcomes.mark_completed(db.session, flight.claim, flight.claim.rows, {})
+            outcomes.mark_completed(
+                db.session, flight.claim, flight.claim.rows, {}, self._monotonic(flight.started)
+            )
         elif outcome == "failed":
-            self._retry(flight.claim, "HTTP 502")
+            self._retry(flight, "HTTP 502")
         # "died": the rows stay claimed until their lease ends and the cleaner takes them back
 
     def clean(self) -> None:
         cleaner.clean(db.session, self.schedule, self.lead)
 
-    def _retry(self, claim: Claim, reason: str) -> None:
-        outcomes.mark_retry(db.session, claim, claim.rows, reason, 20, 2.0, 300.0)
+    def _monotonic(self, virtual: float) -> float:
+        """The time.monotonic() reading that lies as far back as the virtual time `virtual`."""
+        return time.monotonic() - (self.now() - virtual)
+
+    def _retry(self, flight: Flight, reason: str) -> None:
+        claim, started = flight.claim, self._monotonic(flight.started)
+        outcomes.mark_retry(db.session, claim, claim.rows, reason, 20, 2.0, 300.0, started)
 
 
 claim = st.tuples(st.just("claim"), st.none())
@@ -159,11 +167,19 @@ steps = st.lists(
     program=steps,
 )
 # Paths worth trying every run: a window's budget spent late in the window by a second claim
-# (the next window must count from that send), and a dead worker's claim (from its lease end).
+# (the next window must count from that send), the same with both calls answered (anchored on
+# the window's first send start, the next window's two sends would join the late one in one
+# span of T), and a dead worker's claim (from its lease end).
 @example(
     n=2, period=1, batch=1, lease=8, lead_ms=0, backlog_size=10,
     program=[("claim", None), ("advance", 600), ("claim", None), ("advance", 500),
              ("claim", None), ("claim", None)],
+)  # fmt: skip
+@example(
+    n=2, period=1, batch=1, lease=8, lead_ms=0, backlog_size=10,
+    program=[("claim", None), ("advance", 900), ("claim", None), ("answer", (0, "completed")),
+             ("answer", (0, "completed")), ("advance", 100), ("claim", None), ("claim", None),
+             ("answer", (0, "completed")), ("answer", (0, "completed")), ("claim", None)],
 )  # fmt: skip
 @example(
     n=3, period=2, batch=3, lease=8, lead_ms=150, backlog_size=10,

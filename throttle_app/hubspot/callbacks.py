@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 import requests
@@ -136,12 +136,17 @@ class HubSpotClient:
         access_token: str,
         body: object,
         deadline: float | None = None,
+        on_start: Callable[[], None] | None = None,
     ):
         """The one send path: bucket token, then the request with timeouts; typed failures.
 
         `deadline` (time.monotonic()): the call must end by then, timeouts included, so the
-        bucket waits no longer than that allows and the request is not sent after it."""
+        bucket waits no longer than that allows and the request is not sent after it.
+        `on_start()` runs once the bucket gave its token, just before the request is issued:
+        the caller's record of when the send started (the release engine's window anchor)."""
         self._take_token(portal_id, deadline)
+        if on_start is not None:
+            on_start()
         try:
             response = hubspot_session().request(
                 method,
@@ -224,17 +229,21 @@ class HubSpotClient:
         access_token: str,
         callbacks: Sequence[tuple[str, Mapping[str, str]]],
         deadline: float | None = None,
+        on_start: Callable[[], None] | None = None,
     ) -> dict[str, str]:
         """Complete (callbackId, outputFields) pairs in one batch call (outputFields holds
         `hs_execution_state` and the action's outputs, all strings); return {refused id:
-        reason}."""
+        reason}.
+        `on_start`: as for send()."""
         body = {
             "inputs": [
                 {"callbackId": callback_id, "outputFields": dict(fields)}
                 for callback_id, fields in callbacks
             ]
         }
-        response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline)
+        response = self.send(
+            portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline, on_start
+        )
         return _partial_errors(response)
 
 

@@ -1,17 +1,38 @@
 """Which executions a release takes, how many and when: the one place the rate is enforced.
 
+The rate is enforced at the sending side: "N per T" means never more than N sends of a queue's
+callbacks *started* in any span of T, and, while a backlog exists, N per T sustained whatever
+HubSpot's answer time. A send starts when its call has its portal-bucket token and the request
+is issued (outcomes.py records that moment on the queue as `last_sent_at`).
+
 A queue releases in windows. A window opens only when the previous one has spent its budget
 and `next_release_at` has passed; it gets the effective rate's N as budget (a throttle_configs
 override wins over the rate executions arrive with, from the next window on). Every claim takes
 rows under the queue row's lock, so duplicate or concurrent jobs cannot exceed the budget.
 
-`next_release_at` is never earlier than T after HubSpot answered the last send of the current
-window, nor T after the end of any live lease (a worker may still send until its lease ends).
-So the sends of two windows are always more than T apart, and no interval of length T holds
-more than N sends.
+`next_release_at` is never earlier than
+- T after the current window opened,
+- T after the *start* of the window's latest send (`last_sent_at`; HubSpot's answer time is not
+  part of it, so a slow HubSpot does not slow the rate down), and
+- T after the end of any live lease: a claimed row may still be sent until its lease ends, so a
+  send in flight (its rows stay claimed until its answer is marked) holds the next window back
+  until it is marked, and a crashed or stalled worker's claim holds it until T after its lease
+  end (the cleaner then records that lease end as a possible send start).
+A send that outlasts T (its answer, error or timeout came more than T after its start) counts
+from its end instead of its start: its request may have reached HubSpot as late as that (a
+stalled path delivers it when it recovers), so the next window opens T after that end rather
+than as soon as it ends. At HubSpot's usual latency (0.1-0.3 s) against T of a second or more,
+every send counts from its start.
+A window whose sends all go in one call (N up to THROTTLE_RELEASE_BATCH_SIZE, one outcome) opens
+the next one T after its first send started. A window that needs several calls opens the next
+one T after the latest of them started: anchoring on its first send would let a late call of one
+window and the early calls of the next, spaced differently, put more than N sends in one span
+of T. Every send of a window starts no earlier than its opening and no earlier than T after
+every send of the window before (its start, or its lease end when unmarked), so no interval of
+length T holds sends of two windows, and none holds more than N sends.
 `next_release_at` is computed with the T of the window it follows; when an override raises T,
-the new window also waits for the new T after the last send and after every live lease end
-(`_window_ready_at`), so no span of the new T sees the old N plus the new N.
+the new window also waits for the new T after the latest send start and after every live lease
+end (`_window_ready_at`), so no span of the new T sees the old N plus the new N.
 
 Rows are claimed with a short lease and an owner token; every later update is fenced on both
 (outcomes.py: what happens to claimed rows after a send; leases.py: the holder renews the lease
@@ -91,8 +112,9 @@ _CLAIM_ROWS = text(
 
 
 def _after_sends_and_leases(period: str) -> str:
-    """SQL: T (`period`, an SQL expression in seconds) after the queue's last send and after
-    the end of each of its live leases: the earliest a new window may open (alias q)."""
+    """SQL: T (`period`, an SQL expression in seconds) after the start of the queue's latest
+    send and after the end of each of its live leases: the earliest a new window may open
+    (alias q)."""
     return f"""q.last_sent_at + make_interval(secs => {period}),
         (SELECT max(e.lease_expires_at) FROM action_executions e
          WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => {period})"""  # nosec B608 # SQL from constants

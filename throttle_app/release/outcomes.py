@@ -2,7 +2,12 @@
 
 Every update is fenced on the claim's owner token and a live lease (claims.py), so a worker
 that lost its lease cannot mark rows. Each function commits. A send that reached (or may have
-reached) HubSpot is recorded on the queue, so the next window opens T after it (claims.py).
+reached) HubSpot is recorded on the queue by the moment it *started* (`started_at`), so the next
+window opens T after the start of the window's latest send (claims.py), whatever HubSpot's
+answer time; a call that outlasted T is recorded by its end (`_after_send`). Until a send is
+recorded its rows are claimed, and their live lease holds the next window back (claims.py), so a
+send in flight is covered before its marking, and a crash between the two by the lease end (the
+cleaner records it as a send).
 """
 
 from __future__ import annotations
@@ -25,17 +30,32 @@ def _fenced(claim: Claim, rows: list[ClaimedRow]) -> dict:
     return {"ids": [row.id for row in rows], "owner": claim.owner}
 
 
-def _after_send(session: Session, queue_id: int, answered_at: float | None = None) -> None:
-    """A call reached (or may have reached) HubSpot: the next window counts from its answer
-    (`answered_at`, a time.monotonic() reading), else from now. HubSpot had the request before
-    it answered, so T after the answer is T after HubSpot saw it, without the marking's time."""
-    ago = 0.0 if answered_at is None else max(0.0, time.monotonic() - answered_at)
+def _after_send(
+    session: Session,
+    queue_id: int,
+    started_at: float | None = None,
+    ended_at: float | None = None,
+) -> None:
+    """A call reached (or may have reached) HubSpot: the next window counts from its start
+    (`started_at`, a time.monotonic() reading taken once the bucket gave its token, just before
+    the request was issued), else from now (later than any start: never too early).
+
+    A call that outlasted its window's T (`ended_at`, time.monotonic() when its answer, error or
+    timeout came; None: now) counts from its end instead: its request may have reached HubSpot
+    as late as that (a stalled path delivers it when it recovers), and the next window must not
+    join it there. Times are turned into the database's clock as clock_timestamp() minus the
+    time since, measured before the statement is sent, so a stored time is never too early."""
+    now = time.monotonic()
+    start_ago = 0.0 if started_at is None else max(0.0, now - started_at)
+    end_ago = 0.0 if ended_at is None else min(start_ago, max(0.0, now - ended_at))
     session.execute(
         text(
-            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at,"
-            " clock_timestamp() - make_interval(secs => :ago)) WHERE id = :queue_id"
+            "UPDATE throttle_queues SET last_sent_at = GREATEST(last_sent_at, clock_timestamp()"
+            " - make_interval(secs => CASE WHEN :start_ago - :end_ago"
+            "   > COALESCE(window_period_seconds, period_seconds) THEN :end_ago"
+            "   ELSE :start_ago END)) WHERE id = :queue_id"
         ),
-        {"queue_id": queue_id, "ago": ago},
+        {"queue_id": queue_id, "start_ago": start_ago, "end_ago": end_ago},
     )
     session.execute(RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
 
@@ -45,10 +65,12 @@ def mark_completed(
     claim: Claim,
     rows: list[ClaimedRow],
     refused: dict[str, str],
-    answered_at: float | None = None,
+    started_at: float | None = None,
+    ended_at: float | None = None,
 ) -> int:
     """HubSpot took the batch: completed (or failed for the callbacks it refused). Commits.
-    `answered_at`: time.monotonic() when HubSpot's answer arrived (None: now)."""
+    `started_at`, `ended_at`: time.monotonic() when the call started and when its answer came
+    (None: now)."""
     done = [row for row in rows if row.callback_id not in refused]
     count = 0
     if done:
@@ -64,15 +86,22 @@ def mark_completed(
     for row in rows:
         if row.callback_id in refused:
             _fail(session, claim, row, refused[row.callback_id])
-    _after_send(session, claim.queue_id, answered_at)
+    _after_send(session, claim.queue_id, started_at, ended_at)
     session.commit()
     return count
 
 
-def mark_rejected(session: Session, claim: Claim, row: ClaimedRow, reason: str) -> None:
-    """HubSpot refused this one callback: it fails with the reason. Commits."""
+def mark_rejected(
+    session: Session,
+    claim: Claim,
+    row: ClaimedRow,
+    reason: str,
+    started_at: float | None = None,
+) -> None:
+    """HubSpot refused this one callback: it fails with the reason. Commits.
+    `started_at`: as for mark_completed."""
     _fail(session, claim, row, reason)
-    _after_send(session, claim.queue_id)
+    _after_send(session, claim.queue_id, started_at)
     session.commit()
 
 
@@ -95,10 +124,11 @@ def mark_retry(
     max_attempts: int,
     base_seconds: float,
     max_seconds: float,
+    started_at: float | None = None,
 ) -> None:
     """The call failed in a way that may have reached HubSpot: count an attempt and back off
     (exponential, with jitter). At the limit the next try completes with FAIL_CONTINUE; when
-    that fails too, the execution fails. Commits."""
+    that fails too, the execution fails. Commits. `started_at`: as for mark_completed."""
     session.execute(
         text(
             "UPDATE action_executions SET"
@@ -120,15 +150,18 @@ def mark_retry(
             "cap": max_seconds,
         },
     )
-    _after_send(session, claim.queue_id)
+    _after_send(session, claim.queue_id, started_at)
     session.commit()
 
 
-def record_send(session: Session, claim: Claim, answered_at: float) -> None:
+def record_send(
+    session: Session, claim: Claim, started_at: float | None, ended_at: float | None = None
+) -> None:
     """A call that may have reached HubSpot failed and its rows stay claimed for a prompt retry:
-    the next window counts from its answer (`answered_at`, time.monotonic()) like after any
-    send, whatever becomes of the rows later (a give-back records nothing). Commits."""
-    _after_send(session, claim.queue_id, answered_at)
+    the next window counts from its start (`started_at`, time.monotonic(); None: now; from its
+    end, `ended_at`, when it outlasted T) like after any send, whatever becomes of the rows
+    later (a give-back records nothing). Commits."""
+    _after_send(session, claim.queue_id, started_at, ended_at)
     session.commit()
 
 
@@ -136,7 +169,8 @@ def give_back(session: Session, claim: Claim, rows: list[ClaimedRow]) -> int:
     """Nothing was done (rate limited, bucket empty, lease too short, portal disconnected, no
     connection, the whole request refused): the rows return to pending without an attempt, and
     their reservation returns to the window they came from. No send is recorded, so the next
-    window's earliest start stays T after the last real send and after every live lease end."""
+    window's earliest start stays T after the latest real send's start and after every live
+    lease end."""
     returned = session.execute(
         text(
             f"UPDATE action_executions SET state = '{PENDING}', lease_owner = NULL,"

@@ -146,6 +146,12 @@ class ClaimSender:
         self.report = report
         self.refreshed = False
         self.retries_left = run.settings.transient_retries
+        self.started_at: float | None = None  # time.monotonic() when the latest call started
+
+    def _started(self) -> None:
+        """The client gave the call its bucket token and issues the request now: the send
+        starts, and the window's next opening counts from here (claims.py)."""
+        self.started_at = time.monotonic()
 
     def send(self, rows: list[ClaimedRow], state: str) -> Stop | None:
         r, claim, report = self.r, self.claim, self.report
@@ -157,6 +163,7 @@ class ClaimSender:
                 report.given_back += outcomes.give_back(r.session, claim, rows)
                 return Stop("the claim's lease ran out before the call")
             r.heartbeat()
+            self.started_at = None
             try:
                 report.calls += 1
                 refused = r.client.complete_callbacks(
@@ -164,6 +171,7 @@ class ClaimSender:
                     self.token,
                     completions(rows, state, datetime.now(UTC)),  # waited until this send
                     deadline=self.lease.deadline - CALL_MARGIN_SECONDS,
+                    on_start=self._started,
                 )
                 answered_at = time.monotonic()
             except Unauthorized:
@@ -189,7 +197,9 @@ class ClaimSender:
             except Rejected as exc:
                 return self._isolate(rows, state, exc)
             break
-        report.completed += outcomes.mark_completed(r.session, claim, rows, refused, answered_at)
+        report.completed += outcomes.mark_completed(
+            r.session, claim, rows, refused, self.started_at, answered_at
+        )
         report.failed += len(refused)
         if not r.streak_cleared:  # after the commit: Redis must not block a mark
             r.schedule.succeeded(claim.queue_id)
@@ -204,7 +214,7 @@ class ClaimSender:
         if self.retries_left <= 0 or self.r.stopping():
             return False
         if sent:
-            outcomes.record_send(self.r.session, self.claim, time.monotonic())
+            outcomes.record_send(self.r.session, self.claim, self.started_at)
         self.retries_left -= 1
         done = s.transient_retries - self.retries_left
         first = s.transient_retry_delay_ms / 1000
@@ -271,6 +281,7 @@ class ClaimSender:
             s.max_attempts,
             s.retry_base_seconds,
             s.retry_max_seconds,
+            self.started_at,
         )
         self.report.retried += len(rows)
 
@@ -278,7 +289,8 @@ class ClaimSender:
         """A 4xx that can be about one callback: halve the batch until the refused callbacks
         stand alone and fail."""
         if len(rows) == 1:
-            outcomes.mark_rejected(self.r.session, self.claim, rows[0], f"HubSpot refused: {exc}")
+            reason = f"HubSpot refused: {exc}"
+            outcomes.mark_rejected(self.r.session, self.claim, rows[0], reason, self.started_at)
             self.report.failed += 1
             return None
         middle = len(rows) // 2
