@@ -82,7 +82,7 @@ _CLAIM_ROWS = text(
     WHERE id IN (
         SELECT e.id FROM action_executions e
         WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
-        ORDER BY e.id LIMIT :limit
+        ORDER BY e.priority DESC, e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
     RETURNING id, callback_id, outcome
     """  # nosec B608 # module constants only; every value is a bound parameter
