@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from psycopg2.extras import execute_values
 
 from throttle_app.intake.execution_request import ExecutionRequest
+from throttle_app.release.claims import NEXT_RELEASE_BY_RATE
 from throttle_app.release.policy_store import POLICY_COLUMN_NAMES, policy_select, to_columns
 
 # What a queue row holds that an execution decides: the rate, then the policy columns.
@@ -48,10 +49,12 @@ SELECT id, queue_key, max_throughput, period_seconds, {_COLUMNS}
 FROM throttle_queues WHERE queue_key = ANY(%s)
 """  # nosec B608 # module constants only
 
+# A changed rate or policy applies from the queue's next release: next_release_at goes back to
+# what the rate alone says (a wait the old policy added ends; the claim applies the new one).
 _UPDATE_QUEUE = (
-    "UPDATE throttle_queues SET max_throughput = %s, period_seconds = %s, "
+    "UPDATE throttle_queues q SET max_throughput = %s, period_seconds = %s, "
     + ", ".join(f"{name} = %s" for name in POLICY_COLUMN_NAMES)
-    + ", updated_at = now() WHERE id = %s"
+    + f", next_release_at = {NEXT_RELEASE_BY_RATE}, updated_at = now() WHERE id = %s"
 )
 
 
