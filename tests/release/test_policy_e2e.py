@@ -89,6 +89,7 @@ def test_policies_end_to_end(installed, fake, tmp_path):
     closes_local = opens_local + timedelta(minutes=5)
     day_zone, today = zone_far_from_midnight(now)
     start_at = now + timedelta(seconds=25)
+    iso_start = start_at.astimezone(ZoneInfo("Asia/Kolkata")).isoformat()
     jobs = [
         *bodies(
             "win",
@@ -112,7 +113,7 @@ def test_policies_end_to_end(installed, fake, tmp_path):
             10,
             303,
             (5, 1),
-            startAt=start_at.astimezone(ZoneInfo("Asia/Kolkata")).isoformat(),
+            startAt=iso_start,
         ),
         *bodies(
             "prio",
@@ -122,8 +123,9 @@ def test_policies_end_to_end(installed, fake, tmp_path):
             startAt=str(int(start_at.timestamp() * 1000)),
             priority=lambda n: str((n % 3) * 4),
         ),
-        *bodies("shared", 80, SHARED_WORKFLOW, (10, 1), queueName="e2e shared"),
-        *bodies("spread", 20, 307, (5, 1), mode="spread"),
+        # a backlog from the start (startAt), so the rates are the engine's, not the arrivals'
+        *bodies("shared", 80, SHARED_WORKFLOW, (10, 1), queueName="e2e shared", startAt=iso_start),
+        *bodies("spread", 20, 307, (5, 1), mode="spread", startAt=iso_start),
     ]
     # half the shared queue's executions come from another workflow naming the same queue
     for index, body in enumerate(jobs):

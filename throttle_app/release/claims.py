@@ -52,6 +52,7 @@ class Claim:
     lease_seconds: int
     window_opens_at: datetime
     budgeted: bool  # False while draining: nothing to give back to the budget
+    window_seconds: float | None = None  # the window's period (spread: k*T/N, often < 1 s)
 
 
 @dataclass(frozen=True)
@@ -224,6 +225,7 @@ def claim_next(
         lease_seconds=lease_seconds,
         window_opens_at=opens,
         budgeted=not queue.draining,
+        window_seconds=period,
     )
 
 
