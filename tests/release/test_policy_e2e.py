@@ -167,7 +167,7 @@ def test_policies_end_to_end(installed, fake, tmp_path):
 
     shared = times_of(completions, "shared")
     assert max_in_window(shared, 1.0) <= 10  # one rate for both workflows
-    assert sustained_rate(completions, "shared-", 10) == pytest.approx(10, rel=0.05)
+    assert sustained_rate(completions, "shared-", 10) == pytest.approx(10, rel=0.1)
 
     spread = times_of(completions, "spread")
     gaps = [later - earlier for earlier, later in itertools.pairwise(spread)]
