@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
-from throttle_app.release import claims
+from throttle_app.release import claims, next_look
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
 from throttle_app.release.schedule import ReleaseSchedule
 
@@ -104,7 +104,7 @@ def clean(
     report.expired = session.execute(_EXPIRE, {"limit": expire_scan}).rowcount
     session.commit()
     with_work = [queue_id for (queue_id,) in session.execute(_QUEUES_WITH_WORK).all()]
-    delays = claims.next_looks(session, with_work, lead)
+    delays = next_look.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
     return report
