@@ -27,9 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from throttle_app.release.policy import zone_for
 from throttle_app.release.policy_gate import is_open, may_open_at, window_size
-from throttle_app.release.policy_store import from_columns, policy_select
+from throttle_app.release.policy_store import from_columns, policy_select, queue_zone
 from throttle_app.release.rates import period_seconds
 
 
@@ -66,11 +65,9 @@ _LOCK_QUEUE = text(
     SELECT q.id, q.portal_id, q.max_throughput, q.period_seconds, q.window_budget,
            q.window_period_seconds, q.window_opens_at, q.next_release_at, q.paused, q.draining,
            c.max_throughput AS override_max, c.time_period AS override_time,
-           c.time_unit AS override_unit, clock_timestamp() AS now,
-           {policy_select("q")}, t.time_zone AS portal_zone
+           c.time_unit AS override_unit, clock_timestamp() AS now, {policy_select("q")}
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
-    LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
     WHERE q.id = :queue_id
     FOR NO KEY UPDATE OF q
     """  # nosec B608 # module constants only; every value is a bound parameter
@@ -162,7 +159,7 @@ def claim_next(
         queue.time_zone,
         queue.start_at,
     )
-    zone = zone_for(policy, queue.portal_zone)
+    zone = queue_zone(session, policy, queue.portal_id)
     budget, opens, period = queue.window_budget, queue.window_opens_at, queue.window_period_seconds
     if queue.draining:  # the operator's drain: everything now, whatever the rate and policy
         limit, opens = batch_size, now

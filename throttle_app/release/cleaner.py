@@ -6,6 +6,8 @@
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
   one cleaner interval (every queue's next look in one statement and one script call per 1,000
   wake-ups, so a pass stays short with thousands of queues);
+- asks HubSpot again for a few connected portals' time zones, once a day each
+  (oauth/time_zones.py: at most THROTTLE_TIME_ZONE_REFRESH_BATCH per pass);
 - purges terminal rows older than the retention, in batches (a separate, daily job), then the
   queues that have been empty and idle for as long (`purge_queues`).
 """
@@ -20,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
+from throttle_app.oauth.time_zones import PortalZones
 from throttle_app.release import claims, next_look
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
 from throttle_app.release.schedule import ReleaseSchedule
@@ -89,12 +92,18 @@ class CleanReport:
     reclaimed: int = 0
     expired: int = 0
     woken: int = 0
+    time_zones_asked: int = 0
 
 
 def clean(
-    session: Session, schedule: ReleaseSchedule, lead: timedelta, expire_scan: int = 1000
+    session: Session,
+    schedule: ReleaseSchedule,
+    lead: timedelta,
+    expire_scan: int = 1000,
+    zones: PortalZones | None = None,
 ) -> CleanReport:
-    """One cleaner pass. Each step commits on its own."""
+    """One cleaner pass. Each step commits on its own; the time zone asks (with `zones`) come
+    last, with no transaction open, so a slow HubSpot delays nothing else."""
     report = CleanReport()
     for queue_id, count in session.execute(_RECLAIM).all():
         session.execute(claims.RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
@@ -107,6 +116,9 @@ def clean(
     delays = next_look.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
+    session.commit()
+    if zones is not None:
+        report.time_zones_asked = zones.refresh_due()
     return report
 
 
