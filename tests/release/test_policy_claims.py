@@ -191,3 +191,24 @@ def test_a_spread_queue_runs_its_windows_in_one_job(engine_app, fake):
     assert report.claimed == 4
     burst = backlog(engine_app, 4, 2, 1, name="b")
     assert run_release(engine_app, burst, sleep=time.sleep).claimed == 2
+
+
+def test_a_named_queue_takes_the_override_on_queue_and_its_name(app, client):
+    from tests.conftest import CONFIG_AUTH
+    from tests.support.hubspot_requests import execution_payload, post_execution
+
+    for n, workflow in enumerate((11, 22, 11, 22, 11, 22)):
+        payload = execution_payload(callback_id=f"cb-{n}", workflow_id=workflow)
+        payload["inputFields"].update(queueName="Team", maxThroughPut="5")
+        assert post_execution(client, payload).status_code == 200
+    override = {
+        "portal_id": 50467010,
+        "action_id": "queue:Team",
+        "max_throughput": 2,
+        "time_period": 1,
+        "time_unit": "minutes",
+    }
+    assert client.post("/api/config", json=override, headers=CONFIG_AUTH).status_code == 200
+    queue = query(app, "SELECT id FROM throttle_queues")[0][0]  # one queue for both workflows
+    result, _ = claim(app, queue)
+    assert isinstance(result, Claim) and len(result.rows) == 2
