@@ -21,7 +21,7 @@ from sqlalchemy import text
 from devtools import ROOT
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
-from throttle_app.release import claims, queue_admin
+from throttle_app.release import next_look, queue_admin
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
 
@@ -68,7 +68,7 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
             session.rollback()
             measure(
                 f"next_look per release job ({len(queues)} queues in turn)",
-                lambda: [claims.next_look(session, q, lead) for q in queues],
+                lambda: [next_look.next_look(session, q, lead) for q in queues],
                 repeat,
                 per=len(queues),
             )

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
 from throttle_app.oauth.time_zones import PortalZones
-from throttle_app.release import claims
+from throttle_app.release import claims, next_look
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
 from throttle_app.release.schedule import ReleaseSchedule
 
@@ -48,8 +48,9 @@ _RECLAIM = text(
     """
 )
 
-# Within a queue, older executions expire first (one hold duration for all), so looking at
-# each queue's oldest pending rows through the live index finds the expired ones. The outer
+# Within a queue and priority, older executions expire first (one hold duration for all), so
+# looking at the oldest pending rows of each queue and priority through the live index
+# (queue_id, state, priority DESC, id) finds the expired ones. The outer
 # `state = 'pending'` is re-checked on the row's latest version when a release claimed it
 # after this statement's snapshot: a claimed row is about to be sent and must not also expire.
 # The ids are collected once (ARRAY(...) is an init plan) and then updated through the primary
@@ -64,9 +65,11 @@ _EXPIRE = text(
              || 'HubSpot hold expired before release'
     WHERE state = 'pending' AND id = ANY(ARRAY(
         SELECT e.id FROM throttle_queues q
+        CROSS JOIN generate_series(0, 9) AS p(priority)
         CROSS JOIN LATERAL (
             SELECT id, hold_expires_at FROM action_executions
-            WHERE queue_id = q.id AND state = 'pending' ORDER BY id LIMIT :limit) e
+            WHERE queue_id = q.id AND state = 'pending' AND priority = p.priority
+            ORDER BY id LIMIT :limit) e
         WHERE e.hold_expires_at <= clock_timestamp()))
     """
 )
@@ -110,7 +113,7 @@ def clean(
     report.expired = session.execute(_EXPIRE, {"limit": expire_scan}).rowcount
     session.commit()
     with_work = [queue_id for (queue_id,) in session.execute(_QUEUES_WITH_WORK).all()]
-    delays = claims.next_looks(session, with_work, lead)
+    delays = next_look.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
     session.commit()

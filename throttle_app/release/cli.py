@@ -43,21 +43,24 @@ def _when(value) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per queue.")
 @with_appcontext
 def queues_command(as_json: bool) -> None:
-    """Every queue: backlog, rate, next release, paused/draining, portal, oldest hold expiry."""
+    """Every queue: backlog, next release, paused/draining, portal, oldest hold expiry, and its
+    policy in one line (rate, mode, days, window, start, zone). A named queue's key is
+    `portal:name:<queueName>`."""
     statuses = queue_admin.queue_statuses(db.session)
     if as_json:
         for status in statuses:
             click.echo(json.dumps(status.to_json()))
         return
-    header = f"{'id':>5}  {'queue':<32} {'pending':>8} {'claimed':>7}  {'rate':<18} "
-    click.echo(header + f"{'next release':<19}  {'state':<9} {'portal':<12} oldest hold expiry")
+    header = f"{'id':>5}  {'queue':<32} {'pending':>8} {'claimed':>7}  {'next release':<19}  "
+    click.echo(header + f"{'state':<9} {'portal':<12} {'oldest hold expiry':<19}  policy")
     for s in statuses:
         state = "paused" if s.paused else "draining" if s.draining else "active"
         portal = "connected" if s.portal_connected else "DISCONNECTED"
-        rate = s.rate + (" (override)" if s.overridden else "")
+        policy = s.policy + (" (override)" if s.overridden else "")
         click.echo(
-            f"{s.id:>5}  {s.queue_key:<32} {s.pending:>8} {s.claimed:>7}  {rate:<18} "
-            f"{_when(s.next_release_at):<19}  {state:<9} {portal:<12} {_when(s.oldest_hold_expiry)}"
+            f"{s.id:>5}  {s.queue_key:<32} {s.pending:>8} {s.claimed:>7}  "
+            f"{_when(s.next_release_at):<19}  {state:<9} {portal:<12} "
+            f"{_when(s.oldest_hold_expiry):<19}  {policy}"
         )
 
 

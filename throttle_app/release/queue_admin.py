@@ -16,19 +16,22 @@ from sqlalchemy.orm import Session
 
 from throttle_app.input_fields import ASCII_INTEGER
 from throttle_app.release.claims import effective_rate
+from throttle_app.release.policy import ReleasePolicy, describe
+from throttle_app.release.policy_fields import DAY_NAMES
+from throttle_app.release.policy_store import PolicyColumns, from_columns, policy_select
 from throttle_app.release.schedule import ReleaseSchedule
 
 # Every queue with its backlog. The backlog is counted in one pass over the live rows (the live
 # index, models.py) and joined to the queues: the listing reads the backlog once and the queues
 # once, whatever the number of terminal rows or idle queues.
 _STATUS = text(
-    """
+    f"""
     SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
            c.max_throughput AS override_max, c.time_period AS override_time,
            c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
            t.disconnected_at, t.id IS NULL AS not_installed,
            coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
-           b.oldest_hold_expiry
+           b.oldest_hold_expiry, q.queue_name, {policy_select("q")}, t.time_zone AS portal_zone
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
@@ -41,7 +44,7 @@ _STATUS = text(
         WHERE e.state IN ('pending', 'claimed')
         GROUP BY e.queue_id) b ON b.queue_id = q.id
     ORDER BY q.id
-    """
+    """  # nosec B608 # module constants only
 )
 
 
@@ -64,12 +67,30 @@ class QueueStatus:
     draining: bool
     portal_connected: bool
     oldest_hold_expiry: datetime | None
+    queue_name: str | None  # a named queue, shared by the portal's workflows naming it
+    policy: str  # one line: rate, mode, days, window, start, zone (policy.describe)
+    release_policy: ReleasePolicy
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         for key in ("next_release_at", "oldest_hold_expiry"):
             data[key] = data[key].isoformat() if data[key] else None
+        data["release_policy"] = policy_json(self.release_policy)
         return data
+
+
+def policy_json(policy: ReleasePolicy) -> dict[str, Any]:
+    """The policy with the input fields' names and forms."""
+    return {
+        "mode": policy.mode,
+        "releaseDays": (
+            ",".join(DAY_NAMES[day - 1] for day in sorted(policy.days)) if policy.days else None
+        ),
+        "windowStart": f"{policy.window_start:%H:%M}" if policy.window_start else None,
+        "windowEnd": f"{policy.window_end:%H:%M}" if policy.window_end else None,
+        "timeZone": policy.time_zone,
+        "startAt": policy.start_at.isoformat() if policy.start_at else None,
+    }
 
 
 def queue_statuses(session: Session) -> list[QueueStatus]:
@@ -97,6 +118,16 @@ def _rate_text(rate: _Rate) -> str:
     return f"{count} per {seconds}s"
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy(columns: PolicyColumns) -> ReleasePolicy:
+    return from_columns(*columns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_text(rate: _Rate, policy: ReleasePolicy, portal_zone: str | None) -> str:
+    return describe(policy, *effective_rate(rate), portal_zone)
+
+
 def _status(
     queue_id,
     queue_key,
@@ -115,9 +146,13 @@ def _status(
     pending,
     claimed,
     oldest_hold_expiry,
+    queue_name,
+    *policy_and_zone,
 ) -> QueueStatus:
     """One row of _STATUS, in its column order."""
     rate = _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
+    policy = _policy(PolicyColumns(*policy_and_zone[:6]))
+    portal_zone = policy_and_zone[6]
     return QueueStatus(
         queue_id,
         queue_key,
@@ -132,6 +167,9 @@ def _status(
         draining,
         not not_installed and disconnected_at is None,
         oldest_hold_expiry,
+        queue_name,
+        _policy_text(rate, policy, portal_zone),
+        policy,
     )
 
 

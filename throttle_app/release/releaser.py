@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.callbacks import HubSpotClient
-from throttle_app.release import claims, outcomes
+from throttle_app.release import claims, next_look, outcomes
 from throttle_app.release.claims import Claim, ClaimedRow, Idle
 from throttle_app.release.leases import Lease
 from throttle_app.release.schedule import ReleaseSchedule
@@ -53,6 +53,11 @@ from throttle_app.release.sending import (
 __all__ = ["PortalUnavailable", "ReleaseReport", "Releaser", "TokenSource", "backoff_seconds"]
 
 log = logging.getLogger(__name__)
+
+
+# The longest wait for a queue's next window that a release job spends in place of ending and
+# being scheduled again (a new job starts in tens to hundreds of milliseconds).
+STAY_SECONDS = 0.5
 
 
 class Releaser:
@@ -81,6 +86,8 @@ class Releaser:
         self.lead = timedelta(milliseconds=settings.release_lead_ms)
         # A call may only start when it surely ends (bucket wait, timeouts) before its lease.
         self.call_budget = settings.call_budget_seconds
+        # The portal bucket's emission interval: a spread window is never shorter.
+        self.min_call_interval = 1.0 / settings.bucket_refill_per_second
 
     def run(self, queue_id: int) -> ReleaseReport:
         report = ReleaseReport()
@@ -120,6 +127,7 @@ class Releaser:
 
     def _claim_and_send(self, queue_id: int, report: ReleaseReport) -> Stop | None:
         deadline = time.monotonic() + self.settings.release_job_seconds
+        window: float | None = None  # the period of this run's latest claimed window
         while time.monotonic() < deadline:
             if self.stopping():
                 return Stop(STOPPING)
@@ -130,9 +138,20 @@ class Releaser:
                 self.settings.release_batch_size,
                 self.settings.lease_seconds,
                 self.lead,
+                self.min_call_interval,
             )
             if isinstance(claim, Idle):
-                return None
+                # A queue whose windows are under STAY_SECONDS apart (spread: k*T/N) waits for
+                # its next one here: a new job would cost more than the wait and open it late.
+                if not 0 < (window or STAY_SECONDS + 1) <= STAY_SECONDS:
+                    return None
+                due = next_look.next_look(self.session, queue_id, self.lead)
+                if due is None or not 0 < due <= STAY_SECONDS or time.monotonic() + due >= deadline:
+                    return None  # (0: ready yet unclaimable, e.g. locked: the schedule retries)
+                self.heartbeat()
+                self.sleep(due)
+                continue
+            window = claim.window_seconds
             self.schedule.watch(queue_id, claim.lease_seconds)
             self.watched = True
             report.claimed += len(claim.rows)
@@ -148,7 +167,7 @@ class Releaser:
     def _schedule_next(self, queue_id: int, stop: Stop | None) -> float | None:
         if stop is not None and not stop.wake:
             return None
-        delay = claims.next_look(self.session, queue_id, self.lead)
+        delay = next_look.next_look(self.session, queue_id, self.lead)
         if delay is None:
             return None
         delay = max(delay, stop.wait if stop else 0.0)
