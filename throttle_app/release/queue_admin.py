@@ -7,7 +7,7 @@ claim (claimed rows finish); resume and drain wake the queue's release job.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,23 +16,27 @@ from sqlalchemy.orm import Session
 
 from throttle_app.input_fields import ASCII_INTEGER
 from throttle_app.release.claims import effective_rate
+from throttle_app.release.policy import ReleasePolicy, describe, zone_for
+from throttle_app.release.risk import Outlook
 from throttle_app.release.schedule import ReleaseSchedule
 
 # Every queue with its backlog. The backlog is counted in one pass over the live rows (the live
 # index, models.py) and joined to the queues: the listing reads the backlog once and the queues
-# once, whatever the number of terminal rows or idle queues.
-_STATUS = text(
-    """
+# once, whatever the number of terminal rows or idle queues. The oldest pending execution (its
+# age and its hold: within a queue, older rows expire first) is one live-index probe and one row
+# per queue with pending rows (the `b.pending > 0` is a one-time filter: idle queues skip it).
+# WITH_BACKLOG lists only the queues that hold something (the scrape's and the cleaner's risk).
+_STATUS_SQL = """
     SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
            c.max_throughput AS override_max, c.time_period AS override_time,
            c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
-           t.disconnected_at, t.id IS NULL AS not_installed,
+           t.disconnected_at, t.id IS NULL AS not_installed, t.time_zone,
            coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
-           b.oldest_hold_expiry
+           b.oldest_hold_expiry, o.created_at, o.hold_expires_at
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
-    LEFT JOIN (
+    {join} JOIN (
         SELECT e.queue_id,
                count(*) FILTER (WHERE e.state = 'pending') AS pending,
                count(*) FILTER (WHERE e.state = 'claimed') AS claimed,
@@ -40,9 +44,34 @@ _STATUS = text(
         FROM action_executions e
         WHERE e.state IN ('pending', 'claimed')
         GROUP BY e.queue_id) b ON b.queue_id = q.id
+    LEFT JOIN LATERAL (
+        SELECT e.created_at, e.hold_expires_at FROM action_executions e
+        WHERE e.queue_id = q.id AND e.state = 'pending' AND b.pending > 0
+        ORDER BY e.id LIMIT 1) o ON true
     ORDER BY q.id
     """
+_STATUS = text(_STATUS_SQL.format(join="LEFT"))
+_WITH_BACKLOG = text(_STATUS_SQL.format(join=""))
+
+# The latest failure reason among a queue's oldest live executions (the ones a release claims
+# first, so the ones being retried), at most FAILURE_SCAN of them per queue through the live
+# index: bounded whatever the backlog.
+FAILURE_SCAN = 100
+_LAST_FAILURES = text(
+    """
+    SELECT q.id, f.last_failure_reason FROM unnest(CAST(:ids AS bigint[])) AS q(id)
+    CROSS JOIN LATERAL (
+        SELECT x.last_failure_reason FROM (
+            SELECT e.last_failure_reason, e.updated_at FROM action_executions e
+            WHERE e.queue_id = q.id AND e.state = 'pending'
+            ORDER BY e.id LIMIT :scan) x
+        WHERE x.last_failure_reason IS NOT NULL
+        ORDER BY x.updated_at DESC LIMIT 1) f
+    """
 )
+
+
+DEFAULT_POLICY = ReleasePolicy()
 
 
 class UnknownQueue(LookupError):
@@ -64,21 +93,65 @@ class QueueStatus:
     draining: bool
     portal_connected: bool
     oldest_hold_expiry: datetime | None
+    # The effective rate as numbers (N per T seconds), and the release policy.
+    max_throughput: int = 0
+    period_seconds: int = 0
+    policy: ReleasePolicy = DEFAULT_POLICY
+    portal_installed: bool = False
+    time_zone: str | None = None  # the portal's IANA zone (None: not known, so UTC)
+    oldest_pending_since: datetime | None = None  # the oldest pending execution's arrival
+    oldest_pending_hold: datetime | None = None  # ... and its hold's end
+
+    @property
+    def backlog(self) -> int:
+        return self.pending + self.claimed
+
+    @property
+    def policy_text(self) -> str:
+        """The rate and policy in one line (policy.describe)."""
+        return describe(self.policy, self.max_throughput, self.period_seconds, self.time_zone)
+
+    def outlook(self) -> Outlook:
+        """What this queue's expiry risk depends on (release/risk.py)."""
+        return Outlook(
+            policy=self.policy,
+            zone=zone_for(self.policy, self.time_zone),
+            max_throughput=self.max_throughput,
+            period_seconds=self.period_seconds,
+            backlog=self.backlog,
+            oldest_hold_expiry=self.oldest_pending_hold,
+            next_release_at=self.next_release_at,
+            releasing=self.portal_connected and not self.paused,
+            draining=self.draining,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("next_release_at", "oldest_hold_expiry"):
-            data[key] = data[key].isoformat() if data[key] else None
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "policy"}
+        data["policy"] = self.policy_text
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
         return data
 
 
-def queue_statuses(session: Session) -> list[QueueStatus]:
-    """Every queue, by id. One statement; each row is unpacked by position and the rate text
-    comes from a cache (a named read of a result row costs about a microsecond, and with
-    10,000 queues the names and the rate arithmetic cost more than the statement)."""
-    statuses = [_status(*row) for row in session.execute(_STATUS)]
+def queue_statuses(session: Session, with_backlog_only: bool = False) -> list[QueueStatus]:
+    """Every queue (or only those holding executions), by id. One statement; each row is
+    unpacked by position and the rate comes from a cache (a named read of a result row costs
+    about a microsecond, and with 10,000 queues the names and the rate arithmetic cost more
+    than the statement)."""
+    statement = _WITH_BACKLOG if with_backlog_only else _STATUS
+    statuses = [_status(*row) for row in session.execute(statement)]
     session.rollback()
     return statuses
+
+
+def last_failures(session: Session, queue_ids: list[int]) -> dict[int, str]:
+    """The latest failure reason of each queue that has one among its FAILURE_SCAN oldest
+    pending executions (a page's worth of queues: one probe of the live index each)."""
+    rows = session.execute(_LAST_FAILURES, {"ids": queue_ids, "scan": FAILURE_SCAN})
+    found = {queue_id: reason for queue_id, reason in rows}
+    session.rollback()
+    return found
 
 
 class _Rate(NamedTuple):
@@ -92,9 +165,9 @@ class _Rate(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1024)
-def _rate_text(rate: _Rate) -> str:
+def _rate_of(rate: _Rate) -> tuple[int, int, str]:
     count, seconds = effective_rate(rate)
-    return f"{count} per {seconds}s"
+    return count, seconds, f"{count} per {seconds}s"
 
 
 def _status(
@@ -112,17 +185,22 @@ def _status(
     draining,
     disconnected_at,
     not_installed,
+    time_zone,
     pending,
     claimed,
     oldest_hold_expiry,
+    oldest_pending_since,
+    oldest_pending_hold,
 ) -> QueueStatus:
     """One row of _STATUS, in its column order."""
-    rate = _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
+    count, seconds, rate = _rate_of(
+        _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
+    )
     return QueueStatus(
         queue_id,
         queue_key,
         portal_id,
-        _rate_text(rate),
+        rate,
         override_max is not None,
         pending,
         claimed,
@@ -132,6 +210,13 @@ def _status(
         draining,
         not not_installed and disconnected_at is None,
         oldest_hold_expiry,
+        count,
+        seconds,
+        DEFAULT_POLICY,  # the queue's stored policy once release/policy_store.py keeps one
+        not not_installed,
+        time_zone,
+        oldest_pending_since,
+        oldest_pending_hold,
     )
 
 
