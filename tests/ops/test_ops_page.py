@@ -11,8 +11,8 @@ import pytest
 
 from tests.support.ops_helpers import OPS_PASSWORD, held_queue, portal
 from tests.support.release_helpers import query
-from throttle_app.ops import ops_listing
 from throttle_app.extensions import db
+from throttle_app.ops import ops_listing
 from throttle_app.release.sending import ReleaseReport
 from throttle_app.services import services_of
 

@@ -3,6 +3,7 @@
 - reclaims claims whose lease ran out (the worker died): the rows return to pending, and the
   queue counts their lease end as a possible send, so a redelivery never breaks the rate;
 - expires executions whose HubSpot hold ran out (HubSpot has already moved them on);
+- warns (one log line per queue per hour) about queues at expiry risk (risk_scan.py);
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
   one cleaner interval (every queue's next look in one statement and one script call per 1,000
   wake-ups, so a pass stays short with thousands of queues);
@@ -22,6 +23,7 @@ from sqlalchemy.orm import Session
 from throttle_app.models import TERMINAL_STATES
 from throttle_app.release import claims
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
+from throttle_app.release.risk_scan import warn_at_risk
 from throttle_app.release.schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -86,12 +88,18 @@ class CleanReport:
     reclaimed: int = 0
     expired: int = 0
     woken: int = 0
+    at_risk: int | None = None  # None: the risk scan failed (logged)
 
 
 def clean(
-    session: Session, schedule: ReleaseSchedule, lead: timedelta, expire_scan: int = 1000
+    session: Session,
+    schedule: ReleaseSchedule,
+    lead: timedelta,
+    expire_scan: int = 1000,
+    now: datetime | None = None,
 ) -> CleanReport:
-    """One cleaner pass. Each step commits on its own."""
+    """One cleaner pass at `now` (default: the current time; it only dates the risk scan).
+    Each step commits on its own."""
     report = CleanReport()
     for queue_id, count in session.execute(_RECLAIM).all():
         session.execute(claims.RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
@@ -104,6 +112,11 @@ def clean(
     delays = claims.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
+    try:
+        report.at_risk = warn_at_risk(session, schedule.connection, now or datetime.now(UTC))
+    except Exception as exc:  # a warning must never stop the repairs above from repeating
+        session.rollback()
+        log.warning("cleaner: expiry risk scan failed: %s: %s", type(exc).__name__, exc)
     return report
 
 
