@@ -93,7 +93,7 @@ def test_the_page_shows_portals_queues_risk_and_charts(ops_app):
     assert "2 h old" in safe  # the oldest pending execution's age
     # The disconnected portal's queue never drains: at risk too.
     other = html.split(f'data-queue-key="{OTHER}"')[1].split("</section>")[0]
-    assert "at risk" in other and "never at this state" in other
+    assert "at risk" in other and "never: the portal cannot release" in other
     assert "2 at risk" in html
 
 

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from throttle_app.release.policy import ReleasePolicy, zone_for
-from throttle_app.release.risk import Outlook, assess
+from throttle_app.release.risk import Outlook, assess, next_release
 
 NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)  # a Thursday
 HOUR = timedelta(hours=1)
@@ -95,12 +95,22 @@ def test_a_start_time_after_the_hold_is_at_risk():
     assert risk.at_risk and risk.drain_eta == NOW + 48 * HOUR
 
 
-def test_a_queue_that_releases_nothing_is_at_risk_while_it_holds_anything():
-    paused = assess(outlook(5, NOW + 30 * 24 * HOUR, releasing=False), NOW)
-    assert paused.at_risk and paused.drain_eta is None
-    assert paused.expires_at == NOW + 30 * 24 * HOUR
+def test_a_queue_whose_portal_cannot_release_is_at_risk_while_it_holds_anything():
+    stuck = assess(outlook(5, NOW + 30 * 24 * HOUR, releasing=False), NOW)
+    assert stuck.at_risk and stuck.drain_eta is None
+    assert stuck.expires_at == NOW + 30 * 24 * HOUR
     in_flight_only = assess(outlook(5, None, releasing=False), NOW)  # only claimed rows
     assert not in_flight_only.at_risk
+    assert next_release(outlook(5, NOW + HOUR, releasing=False), NOW) is None
+
+
+def test_the_next_release_follows_the_window_and_the_policy():
+    assert next_release(outlook(5, NOW + HOUR), NOW) == NOW
+    assert next_release(outlook(5, NOW + HOUR, next_release_at=NOW + HOUR), NOW) == NOW + HOUR
+    weekend = ReleasePolicy(days=frozenset({6, 7}))  # NOW is a Thursday
+    saturday = datetime(2026, 12, 5, tzinfo=UTC)
+    assert next_release(outlook(5, NOW + HOUR, policy=weekend), NOW) == saturday
+    assert next_release(outlook(0, None), NOW) is None
 
 
 def test_a_draining_queue_is_not_at_risk():

@@ -74,6 +74,16 @@ def test_the_scan_finds_the_queue_at_risk_and_moves_with_the_clock(held):
     assert at_risk_ids(app, NOW) == []
 
 
+def test_a_paused_queue_is_judged_as_if_resumed_now(held):
+    app, risky, safe = held
+    with app.app_context():
+        db.session.execute(db.text("UPDATE throttle_queues SET paused = true"))
+        db.session.commit()
+        db.session.remove()
+    assert at_risk_ids(app, NOW) == [risky]  # the safe one's pause alone is no alarm
+    assert at_risk_ids(app, NOW + 29.5 * HOUR) == [risky, safe]  # ... until it would be
+
+
 def run_clean(app, now: datetime) -> cleaner.CleanReport:
     with app.app_context():
         try:

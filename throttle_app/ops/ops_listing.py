@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.release import queue_admin
 from throttle_app.release.queue_admin import QueueStatus
-from throttle_app.release.risk import NO_RISK, Risk, assess
+from throttle_app.release.risk import NO_RISK, Risk, assess, next_release
 from throttle_app.telemetry.queue_releases import MINUTES, releases_per_minute
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ class QueueRow:
     risk: Risk
     last_failure: str | None
     per_minute: list[int] | None  # the last hour, oldest minute first; None: unavailable
+    next_release: datetime | None = None  # when its next execution would go (risk.py)
 
     @property
     def state(self) -> str:
@@ -91,7 +92,16 @@ def build_page(
     ids = [s.id for s in shown]
     failures = queue_admin.last_failures(session, ids) if ids else {}
     charts, chart_available = _charts(connection, ids, now)
-    rows = [QueueRow(s, risks[s.id], failures.get(s.id), charts.get(s.id)) for s in shown]
+    rows = [
+        QueueRow(
+            s,
+            risks[s.id],
+            failures.get(s.id),
+            charts.get(s.id),
+            next_release(s.outlook(), now) if s.backlog else None,
+        )
+        for s in shown
+    ]
     return OpsPage(
         groups=_by_portal(rows),
         page=page,

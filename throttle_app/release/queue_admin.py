@@ -121,7 +121,7 @@ class QueueStatus:
             backlog=self.backlog,
             oldest_hold_expiry=self.oldest_pending_hold,
             next_release_at=self.next_release_at,
-            releasing=self.portal_connected and not self.paused,
+            releasing=self.portal_connected,  # a paused queue: as if resumed now (risk.py)
             draining=self.draining,
         )
 

@@ -8,9 +8,10 @@ leave the queue unthrottled. Releases are oldest first, so the oldest hold is th
 lapse; the check is conservative (it never misses a lapse: any record that lapses is released
 no later than the last one, after a hold that ends no earlier than the oldest one).
 
-A queue that releases nothing (paused by an operator, or its portal disconnected or not
-installed) is at risk as soon as it holds anything; a draining queue (the operator asked for
-everything now, as fast as HubSpot allows) is not.
+A queue whose portal cannot release (disconnected or not installed) is at risk as soon as it
+holds anything. A queue an operator paused is judged as if resumed now: it becomes at risk once
+waiting longer would let records lapse (a deliberate pause alone raises no alarm). A draining
+queue (the operator asked for everything now, as fast as HubSpot allows) is not at risk.
 
 Pure: no database, no Redis, no clock of its own. `now` is a parameter, so tests move time.
 """
@@ -29,7 +30,8 @@ class Risk:
     """One queue's outlook at an instant.
 
     `drain_eta`: when the last execution of the backlog would be released (None: nothing held,
-    or it would never be: paused, disconnected, draining at an unknown pace). `expires_at`: when
+    or it would never be: the portal is disconnected, or draining at an unknown pace; for a
+    paused queue: if resumed now). `expires_at`: when
     the first record would expire unthrottled if the queue does not catch up (the oldest pending
     hold's end), set only when `at_risk`."""
 
@@ -53,7 +55,7 @@ class Outlook:
     backlog: int  # pending + claimed executions
     oldest_hold_expiry: datetime | None  # the oldest pending execution's hold end
     next_release_at: datetime | None = None  # the queue's next window (claims.py)
-    releasing: bool = True  # False: paused, or the portal is disconnected / not installed
+    releasing: bool = True  # False: the portal is disconnected or not installed
     draining: bool = False
 
 
@@ -66,17 +68,28 @@ def assess(outlook: Outlook, now: datetime) -> Risk:
         if hold_end is None:  # only claimed rows, in flight: nothing left to lapse
             return NO_RISK
         return Risk(True, None, hold_end, "not releasing")
-    eta = release_eta(
-        outlook.policy,
-        outlook.zone,
-        outlook.max_throughput,
-        outlook.period_seconds,
-        outlook.backlog,
-        now,
-        outlook.next_release_at,
-    )
+    eta = _eta(outlook, outlook.backlog, now)
     if hold_end is None:
         return Risk(False, eta, None)
     if eta is None or eta > hold_end:
         return Risk(True, eta, hold_end, "drains after the oldest hold ends")
     return Risk(False, eta, None)
+
+
+def next_release(outlook: Outlook, now: datetime) -> datetime | None:
+    """When the queue's next execution would be released (its next window and policy)."""
+    if outlook.backlog <= 0 or not outlook.releasing:
+        return None
+    return now if outlook.draining else _eta(outlook, 1, now)
+
+
+def _eta(outlook: Outlook, backlog: int, now: datetime) -> datetime | None:
+    return release_eta(
+        outlook.policy,
+        outlook.zone,
+        outlook.max_throughput,
+        outlook.period_seconds,
+        backlog,
+        now,
+        outlook.next_release_at,
+    )
