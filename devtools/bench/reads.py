@@ -1,6 +1,7 @@
 """Time the reads whose cost grows with the tables: a release job's `next_look`, the metrics
-scrape and its backlog query, and the queue listing (`flask throttle queues`), each through the
-service's own code on the benchmark's database.
+scrape and its backlog query, the queue listing (`flask throttle queues`), the expiry-risk scan
+and the operator page (`GET /ops`, its first and last page), each through the service's own
+code on the benchmark's database.
 
 Each read runs `repeat` times; the first run is reported apart (the coldest, right after the
 tables were written), then the median and the 90th percentile of all runs.
@@ -12,8 +13,9 @@ import statistics
 import subprocess
 import sys
 import time
+from base64 import b64encode
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import text
@@ -21,9 +23,12 @@ from sqlalchemy import text
 from devtools import ROOT
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
+from throttle_app.ops.ops_listing import PAGE_SIZE
 from throttle_app.release import claims, queue_admin
+from throttle_app.release.risk_scan import queues_at_risk
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
+OPS_PASSWORD = "bench-ops-password-0123456789abcdef"  # THROTTLE_DASHBOARD_PASSWORD: /ops
 
 
 def timings(read: Callable[[], object], repeat: int) -> list[float]:
@@ -88,6 +93,20 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
                 repeat,
             )
             session.rollback()
+            measure(
+                "queues at risk (the scrape's and the cleaner's risk scan)",
+                lambda: queues_at_risk(session, datetime.now(UTC)),
+                repeat,
+            )
+            session.rollback()
+            ops = {"Authorization": "Basic " + b64encode(f"admin:{OPS_PASSWORD}".encode()).decode()}
+            last = -(-count // PAGE_SIZE)
+            for page in (1, last):
+                measure(
+                    f"GET /ops?page={page} ({PAGE_SIZE} of {count:,} queues)",
+                    lambda page=page: _page(client, f"/ops?page={page}", ops),
+                    repeat,
+                )
         finally:
             db.session.remove()
     command = [sys.executable, "-m", "flask", "--app", "throttle_app", "throttle", "queues"]
@@ -96,6 +115,12 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
         lambda: subprocess.run(command, env=env, cwd=ROOT, check=True, capture_output=True),
         3,
     )
+
+
+def _page(client, path: str, headers: dict[str, str]) -> None:
+    response = client.get(path, headers=headers)
+    if response.status_code != 200 or b"data-queue-key" not in response.data:
+        raise RuntimeError(f"{path} answered {response.status_code} without queues")
 
 
 def _scrape(client, headers: dict[str, str]) -> None:

@@ -176,7 +176,11 @@ def main() -> None:
     scenarios = {"rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-            env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
+            env, app = installed_app(
+                fake,
+                THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN,
+                THROTTLE_DASHBOARD_PASSWORD=reads.OPS_PASSWORD,
+            )
             preload.tables(DB, PORTAL, args)
             if scenario == "throughput":
                 throughput(env, app, fake, args.workers)
