@@ -76,6 +76,13 @@ HOT = [
     ),
     Hot("metrics backlog", BACKLOG_SQL, lambda s: {}, (LIVE,)),
     Hot("queue listing", queue_admin._STATUS, lambda s: {}, (LIVE,)),
+    Hot("queues with a backlog (risk scan)", queue_admin._WITH_BACKLOG, lambda s: {}, (LIVE,)),
+    Hot(
+        "last failures (/ops page)",
+        queue_admin._LAST_FAILURES,
+        lambda s: {"ids": s.queue_ids, "scan": queue_admin.FAILURE_SCAN},
+        (LIVE,),
+    ),
     Hot("reclaim expired leases", cleaner._RECLAIM, lambda s: {}, (CLAIMED, LIVE, PKEY)),
     Hot("expire holds", cleaner._EXPIRE, lambda s: {"limit": 1000}, (LIVE, PKEY)),
     Hot("queues with work", cleaner._QUEUES_WITH_WORK, lambda s: {}, (LIVE,)),

@@ -120,3 +120,15 @@ def test_a_draining_queue_is_not_at_risk():
 def test_an_expired_but_unswept_hold_is_at_risk():
     risk = assess(outlook(1, NOW - timedelta(seconds=1)), NOW)
     assert risk.at_risk and risk.drain_eta == NOW
+
+
+def test_a_policy_only_delays_so_a_rate_that_is_already_late_answers_at_once():
+    """100,000 at 10 per hour cannot drain in a week whatever the policy: the answer comes
+    from the rate alone, with its drain time as a lower bound (no walk over years of spans)."""
+    policy = ReleasePolicy(days=frozenset({1}), window_start=time(9), window_end=time(10))
+    risk = assess(outlook(100_000, NOW + 7 * 24 * HOUR, policy=policy), NOW)
+    assert risk.at_risk and risk.eta_at_least
+    assert risk.drain_eta == NOW + 9_999 * HOUR
+    exact = assess(outlook(10, NOW + 7 * 24 * HOUR, policy=policy), NOW)
+    assert not exact.at_risk and not exact.eta_at_least
+    assert exact.drain_eta == datetime(2026, 12, 7, 9, 0, tzinfo=UTC)  # Monday 09:00

@@ -72,6 +72,7 @@ def risk_json(risk: Risk) -> dict:
     return {
         "at_risk": risk.at_risk,
         "drain_eta": risk.drain_eta.isoformat() if risk.drain_eta else None,
+        "drain_eta_at_least": risk.eta_at_least,  # a lower bound (risk.py)
         "expires_unthrottled_at": risk.expires_at.isoformat() if risk.expires_at else None,
     }
 

@@ -18,7 +18,7 @@ Pure: no database, no Redis, no clock of its own. `now` is a parameter, so tests
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
@@ -39,6 +39,9 @@ class Risk:
     drain_eta: datetime | None
     expires_at: datetime | None
     reason: str | None = None  # why, in a few words, when at risk
+    # True: `drain_eta` is a lower bound (the rate alone, without the policy's times: already
+    # after the hold, so the policy's longer walk was not needed to know the queue is at risk).
+    eta_at_least: bool = False
 
 
 NO_RISK = Risk(False, None, None)
@@ -68,6 +71,13 @@ def assess(outlook: Outlook, now: datetime) -> Risk:
         if hold_end is None:  # only claimed rows, in flight: nothing left to lapse
             return NO_RISK
         return Risk(True, None, hold_end, "not releasing")
+    if outlook.policy.restricts_time and hold_end is not None:
+        # Days, windows and a start time only ever delay releases: when the rate alone drains
+        # after the hold, so does the policy (its walk may take thousands of spans).
+        unrestricted = replace(outlook, policy=ReleasePolicy(mode=outlook.policy.mode))
+        floor = _eta(unrestricted, outlook.backlog, now)
+        if floor is not None and floor > hold_end:
+            return Risk(True, floor, hold_end, "drains after the oldest hold ends", True)
     eta = _eta(outlook, outlook.backlog, now)
     if hold_end is None:
         return Risk(False, eta, None)
