@@ -81,7 +81,7 @@ def index_state(app: Flask, name: str) -> tuple | None:
     return None if found is None else tuple(found)
 
 
-LIVE, PENDING = "ix_action_executions_live", "ix_action_executions_queue_pending"
+LIVE, PENDING = "ix_action_executions_live", "ix_action_executions_queue_pending"  # 0004's
 
 
 def test_0004_rebuilds_a_live_index_an_interrupted_build_left_invalid(scratch_app):
@@ -118,8 +118,33 @@ def test_0004_rebuilds_a_live_index_an_interrupted_build_left_invalid(scratch_ap
         conn.close()
     assert index_state(scratch_app, LIVE) == (False, True)
     with scratch_app.app_context():
-        upgrade()
+        upgrade(revision="0004")
     assert (index_state(scratch_app, LIVE), index_state(scratch_app, PENDING)) == (
         (True, False),
         None,
     )
+
+
+PRIORITY_LIVE = "ix_action_executions_live_priority"
+
+
+def test_0006_swaps_the_live_index_for_the_priority_order_and_back(scratch_app):
+    """Upgrade builds (queue_id, state, priority DESC, id) and drops the old live index;
+    downgrade to 0005 brings the old one back; a second upgrade ends where the first did."""
+    from flask_migrate import downgrade, upgrade
+
+    with scratch_app.app_context():
+        upgrade()
+    assert (index_state(scratch_app, PRIORITY_LIVE), index_state(scratch_app, LIVE)) == (
+        (True, False),
+        None,
+    )
+    with scratch_app.app_context():
+        downgrade(revision="0005")
+    assert (index_state(scratch_app, PRIORITY_LIVE), index_state(scratch_app, LIVE)) == (
+        None,
+        (True, False),
+    )
+    with scratch_app.app_context():
+        upgrade()
+    assert index_state(scratch_app, PRIORITY_LIVE) == (True, False)

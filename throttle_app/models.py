@@ -8,17 +8,20 @@ limit), ``expired`` (HubSpot's hold ran out first, so HubSpot moved the record o
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, time
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     DateTime,
+    Double,
     Index,
     Integer,
+    SmallInteger,
     String,
     Text,
+    Time,
     UniqueConstraint,
     Uuid,
     func,
@@ -63,22 +66,42 @@ class ThrottleQueue(db.Model):
         CheckConstraint("max_throughput > 0", name="ck_throttle_queues_max_throughput"),
         CheckConstraint("period_seconds > 0", name="ck_throttle_queues_period"),
         CheckConstraint("window_budget >= 0", name="ck_throttle_queues_budget"),
+        CheckConstraint(
+            "release_mode IN ('burst', 'spread')", name="ck_throttle_queues_release_mode"
+        ),
+        CheckConstraint("release_days BETWEEN 1 AND 127", name="ck_throttle_queues_release_days"),
+        CheckConstraint(
+            "(window_start IS NULL) = (window_end IS NULL)", name="ck_throttle_queues_window"
+        ),
         Index("ix_throttle_queues_portal", "portal_id"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     queue_key: Mapped[str] = mapped_column(String(128), nullable=False)
     portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    # A named queue (queueName, shared by every workflow of the portal naming it) has workflow 0
+    # and action `queue:<name>`, which is what a throttle_configs override of it names.
     workflow_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    action_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    action_id: Mapped[str] = mapped_column(String(72), nullable=False)
+    queue_name: Mapped[str | None] = mapped_column(String(64))
     # The rate the latest execution arrived with; a throttle_configs row overrides it.
     max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
     period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    # The release policy the latest execution arrived with (release/policy_store.py reads it):
+    # mode, ISO weekdays as bits (bit d-1 = day d; NULL = every day), the local daily window,
+    # its zone (NULL = the portal's) and the start time.
+    release_mode: Mapped[str] = mapped_column(String(8), nullable=False, server_default="burst")
+    release_days: Mapped[int | None] = mapped_column(SmallInteger)
+    window_start: Mapped[time | None] = mapped_column(Time)
+    window_end: Mapped[time | None] = mapped_column(Time)
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    start_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The current release window: releases left in it and its period. A new window opens only
     # once the budget is spent and `next_release_at` has passed; `next_release_at` is never earlier
     # than the last send + the period (see claims.py). NULL = idle: first executions go at once.
     window_budget: Mapped[int] = mapped_column(Integer, nullable=False, server_default=text("0"))
-    window_period_seconds: Mapped[int | None] = mapped_column(Integer)
+    # Fractional for spread queues, whose windows are T/N (or a few T/N) apart.
+    window_period_seconds: Mapped[float | None] = mapped_column(Double)
     window_opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     next_release_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -95,16 +118,19 @@ class ActionExecution(db.Model):
     __table_args__ = (
         UniqueConstraint("callback_id", name="uq_action_executions_callback_id"),
         CheckConstraint(f"state IN {STATES!r}", name="ck_action_executions_state"),
-        # The live rows (pending or claimed) of one queue, by state, oldest first: the claim
-        # ("the oldest pending rows"), next_look, hold expiry, the metrics backlog and the queue
-        # listing. Terminal rows are kept for the retention period and outnumber the live ones
-        # by far (12M to a few thousand at 350k executions a day); no statement of the release,
-        # scrape, listing or cleaner paths reads them, whatever their number. Expired holds are
-        # found per queue through this index: within a queue, older rows expire first.
+        CheckConstraint("priority BETWEEN 0 AND 9", name="ck_action_executions_priority"),
+        # The live rows (pending or claimed) of one queue, by state, highest priority first and
+        # oldest first within a priority: the claim (in that order), next_look, hold expiry, the
+        # metrics backlog and the queue listing. Terminal rows are kept for the retention
+        # period and outnumber the live ones by far (12M to a few thousand at 350k executions a
+        # day); no statement of the release, scrape, listing or cleaner paths reads them,
+        # whatever their number. Expired holds are found per queue and priority through this
+        # index: within a queue and priority, older rows expire first.
         Index(
-            "ix_action_executions_live",
+            "ix_action_executions_live_priority",
             "queue_id",
             "state",
+            text("priority DESC"),
             "id",
             postgresql_where=text(LIVE_STATES_SQL),
         ),
@@ -140,6 +166,8 @@ class ActionExecution(db.Model):
     # The rate this execution arrived with.
     max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
     period_seconds: Mapped[int] = mapped_column(Integer, nullable=False)
+    # 0-9: within a queue, higher is released first; FIFO (by id) within a priority.
+    priority: Mapped[int] = mapped_column(SmallInteger, nullable=False, server_default=text("0"))
     state: Mapped[str] = mapped_column(String(16), nullable=False, server_default=PENDING)
     # What the release completes the callback with: SUCCESS, or FAIL_CONTINUE once the attempt
     # limit is reached while HubSpot's hold is still live.
@@ -167,7 +195,7 @@ class ThrottleConfig(db.Model):
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     portal_id: Mapped[int] = mapped_column(BigInteger, nullable=False)
-    action_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    action_id: Mapped[str] = mapped_column(String(72), nullable=False)  # queue:<name> too
     max_throughput: Mapped[int] = mapped_column(Integer, nullable=False)
     time_period: Mapped[int] = mapped_column(Integer, nullable=False)
     time_unit: Mapped[str] = mapped_column(String(16), nullable=False)

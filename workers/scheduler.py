@@ -22,6 +22,7 @@ from throttle_app.release import jobs
 from throttle_app.release.job_format import JsonJob, JsonQueue
 from throttle_app.release.schedule import MAINTENANCE_QUEUE
 from workers.healthcheck import scheduler_instance_name
+from workers.outage import keep_running
 
 log = logging.getLogger(__name__)
 PREFIX = "throttle-periodic-"
@@ -83,6 +84,20 @@ class ThrottleScheduler(Scheduler):
         self._periodic = periodic
         self._polls = 0
 
+    def register_death(self) -> None:
+        """Best-effort: when Redis is away, the key expires by itself (heartbeat TTL)."""
+        try:
+            super().register_death()
+        except redis.RedisError as exc:
+            log.warning("scheduler %s: could not register its death: %s", self.name, exc)
+
+    def remove_lock(self) -> None:
+        """Best-effort: the lock expires by itself a few seconds after the last poll."""
+        try:
+            super().remove_lock()
+        except redis.RedisError as exc:
+            log.warning("scheduler %s: could not remove its lock: %s", self.name, exc)
+
     def enqueue_jobs(self):
         if self._polls % REREGISTER_EVERY_POLLS == 0:
             register(self, self._periodic)
@@ -108,8 +123,15 @@ def main() -> None:
     from throttle_app.telemetry.logs import configure_logging
 
     configure_logging(settings.log_level, secrets=settings.secrets, json_lines=settings.log_json)
-    scheduler = build_scheduler(settings, redis.Redis.from_url(settings.redis_url))
-    scheduler.run()  # registers the periodic jobs on its first poll, under rq-scheduler's lock
+    connection = redis.Redis.from_url(settings.redis_url)
+
+    def run() -> bool:
+        # registers the periodic jobs on its first poll, under rq-scheduler's lock; a fresh
+        # instance (a new name) after an outage, so no stale registration is in the way
+        build_scheduler(settings, connection).run()
+        return True  # run() only returns in burst mode; SIGTERM raises SystemExit
+
+    keep_running(run, "scheduler")  # a Redis outage restarts the loop, not the process
 
 
 if __name__ == "__main__":

@@ -19,12 +19,15 @@ the jobs before the first one runs.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
+import signal
 import sys
+from contextlib import suppress
 
 import redis
-from rq import SimpleWorker
+from rq import SimpleWorker, worker_registration
 
 from throttle_app import create_app
 from throttle_app.release import jobs
@@ -32,16 +35,61 @@ from throttle_app.release.clock import run_clock
 from throttle_app.release.job_format import JOB_SERIALIZER, JsonJob, JsonQueue
 from throttle_app.release.schedule import ALL_QUEUES, RELEASES_QUEUE
 from throttle_app.services import services_of
+from workers.outage import keep_running
 
+log = logging.getLogger(__name__)
 WORKER_TTL_SECONDS = 60
 
 
 class ReleaseWorker(SimpleWorker):
-    """RQ's SimpleWorker whose warm shutdown also tells a running release job to stop."""
+    """RQ's SimpleWorker whose warm shutdown also tells a running release job to stop, and
+    whose last words to Redis are best-effort: when Redis is away, the worker's key expires by
+    itself (worker_ttl), and the teardown still stops the pubsub thread."""
+
+    stop_requested = False
 
     def handle_warm_shutdown_request(self) -> None:
+        self.stop_requested = True
         jobs.request_stop()
         super().handle_warm_shutdown_request()
+
+    def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+        """RQ's heartbeat, plus: a worker whose registration Redis lost (a restart without
+        persistence, a wipe) registers again, so the liveness probe and rq-dashboard see it.
+        One round trip, as before."""
+        if pipeline is not None:
+            super().heartbeat(timeout, pipeline)
+            return
+        with self.connection.pipeline(transaction=False) as batch:
+            super().heartbeat(timeout, batch)
+            batch.sismember(worker_registration.REDIS_WORKER_KEYS, self.key)
+            registered = batch.execute()[-1]
+        if not registered:
+            log.warning("worker %s: Redis lost its registration; registering again", self.name)
+            with self.connection.pipeline() as batch:
+                batch.hset(self.key, mapping=self.serialize())
+                worker_registration.register(self, batch)
+                batch.expire(self.key, timeout or self.worker_ttl + 60)
+                batch.execute()
+
+    def register_death(self) -> None:
+        try:
+            super().register_death()
+        except redis.RedisError as exc:
+            log.warning("worker %s: could not register its death: %s", self.name, exc)
+
+    def unsubscribe(self) -> None:
+        try:
+            super().unsubscribe()
+        except redis.RedisError:
+            if self.pubsub_thread:
+                self.pubsub_thread.stop()
+                with suppress(redis.RedisError):
+                    self.pubsub.close()
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def main(argv: list[str]) -> None:
@@ -68,15 +116,29 @@ def main(argv: list[str]) -> None:
             daemon=True,
         )
         clock.start()
-    worker = ReleaseWorker(
-        [JsonQueue(name, connection=connection) for name in names],
-        connection=connection,
-        serializer=JOB_SERIALIZER,  # loads no pickle: a planted payload fails, nothing runs
-        job_class=JsonJob,
-        worker_ttl=WORKER_TTL_SECONDS,  # heartbeats this often: the liveness probe reads them
-    )
+
+    def work() -> bool:
+        """One RQ worker until it stops; True when it stopped on request (SIGTERM)."""
+        worker = ReleaseWorker(
+            [JsonQueue(name, connection=connection) for name in names],
+            connection=connection,
+            serializer=JOB_SERIALIZER,  # loads no pickle: a planted payload fails, nothing runs
+            job_class=JsonJob,
+            worker_ttl=WORKER_TTL_SECONDS,  # heartbeats this often: the liveness probe reads them
+        )
+        try:
+            worker.work(with_scheduler=True, logging_level=settings.log_level)
+        except redis.RedisError:
+            if worker.stop_requested:
+                return True
+            raise
+        finally:  # until the next loop installs RQ's handlers: SIGTERM ends the process
+            signal.signal(signal.SIGTERM, _exit_on_signal)
+            signal.signal(signal.SIGINT, _exit_on_signal)
+        return worker.stop_requested
+
     try:
-        worker.work(with_scheduler=True, logging_level=settings.log_level)
+        keep_running(work, "worker")  # a Redis outage restarts the loop, not the process
     finally:
         if clock is not None:
             clock.terminate()

@@ -24,7 +24,7 @@ from throttle_app.models import TERMINAL_STATES
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
 from throttle_app.release import claims, cleaner, queue_admin
 
-LIVE = "ix_action_executions_live"
+LIVE = "ix_action_executions_live_priority"
 CLAIMED = "ix_action_executions_claimed"
 FINISHED = "ix_action_executions_finished"
 PKEY = "action_executions_pkey"

@@ -14,7 +14,7 @@ lost. What the design promises, and what is checked:
   Kubernetes would), and the figures say which ones needed it.
 
 Separately, `test_processes_ride_out_a_redis_restart` asks for more than a supervisor: that no
-process exits at all when Redis goes away for two seconds.
+process exits at all when Redis goes away for two seconds (workers/outage.py).
 """
 
 from __future__ import annotations
@@ -172,12 +172,6 @@ def _wait_for(condition, timeout: float, what: str) -> float:
     return time.monotonic() - started
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Redis outage of 2 s ends the scheduler (rq-scheduler's run() lets the "
-    "ConnectionError out, then fails again in register_death) and can end an RQ worker "
-    "(SimpleWorker.work -> teardown -> register_death raises): they rely on a supervisor",
-)
 def test_processes_ride_out_a_redis_restart(migrated_database, tmp_path):
     with private_redis_server(tmp_path) as server:
         env = service_env(REDIS_URL=server.url, THROTTLE_LOG_LEVEL="WARNING")
@@ -191,7 +185,21 @@ def test_processes_ride_out_a_redis_restart(migrated_database, tmp_path):
             server.restart(down_seconds=2.0)
             time.sleep(4.0)
             exited = [role for role, p in roles.items() if p.poll() is not None]
+            # and they work again: the empty Redis gets a worker and the periodic jobs back
+            client = redis.Redis.from_url(server.url)
+            _wait_for(lambda: client.scard("rq:workers") > 0, 20, "a worker registered")
+            _wait_for(lambda: client.zcard("rq:scheduler:scheduled_jobs") > 0, 20, "periodic jobs")
+            stopped = {role: _stop(process) for role, process in roles.items()}
         finally:
             for process in roles.values():
                 kill_group(process, signal.SIGTERM)
     assert exited == [], f"exited when Redis restarted: {exited}"
+    assert stopped == {"scheduler": 0, "worker": 0}  # SIGTERM still ends them cleanly
+
+
+def _stop(process) -> int | None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(30)
+    except Exception:
+        return None

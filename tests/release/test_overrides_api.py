@@ -99,3 +99,14 @@ def test_unstorable_values_are_a_422_not_a_500(client, change, field):
 
 def test_an_action_id_no_config_can_have_is_a_404(client):
     assert client.get("/api/config/42/a%00b", headers=AUTH).status_code == 404
+
+
+def test_a_named_queue_is_overridden_through_queue_and_its_name(client):
+    name = "queue:" + "Ä" * 64
+    response = client.post("/api/config", json={**VALID, "action_id": name}, headers=AUTH)
+    assert response.status_code == 200, response.json
+    assert client.get(f"/api/config/42/{name}", headers=AUTH).json["action_id"] == name
+    too_long = {**VALID, "action_id": name + "xyz"}
+    assert set(client.post("/api/config", json=too_long, headers=AUTH).json["errors"]) == {
+        "action_id"
+    }

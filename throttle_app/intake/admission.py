@@ -14,20 +14,20 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from psycopg2.extras import execute_values
 from sqlalchemy import Engine
 
 from throttle_app.durations import format_iso_duration
 from throttle_app.intake.execution_request import ExecutionRequest
 from throttle_app.intake.group_commit import CommitTimeout, GroupCommitter, Overloaded
+from throttle_app.intake.queue_rows import Signature, all_known, upsert_queues
 from throttle_app.models import CLAIMED, COMPLETED, PENDING
 
 BLOCK, SUCCESS, FAIL_CONTINUE = "BLOCK", "SUCCESS", "FAIL_CONTINUE"
 
 __all__ = ["Admission", "AdmissionUnavailable", "Answer"]
 
-# Queues this process has seen: queue_key -> (queue_id, max_throughput, period_seconds). A batch
-# whose queues are all known, at the rate they were stored with, skips the queue statement.
+# Queues this process has seen: queue_key -> (queue_id, rate and policy). A batch whose queues
+# are all known, at the rate and policy they were stored with, skips the queue statement.
 KNOWN_QUEUES_LIMIT = 10_000
 # Times a batch creates a queue again after finding it purged (each find costs one round trip).
 QUEUE_GONE_RETRIES = 2
@@ -78,7 +78,7 @@ class Admission:
         after_commit: Callable[[list[int]], None] | None = None,
     ) -> None:
         self._engine = engine
-        self._known: dict[str, tuple[int, int, int]] = {}
+        self._known: dict[str, tuple[int, Signature]] = {}
         self._local = threading.local()  # one held connection per writer: no checkout per batch
         self._connections: list = []
         self._hold = hold
@@ -195,41 +195,17 @@ class Admission:
         """queue_key -> queue id for every queue of the batch, creating queues as needed."""
         latest: dict[str, ExecutionRequest] = {}
         for request in requests:
-            latest[request.queue_key] = request  # the last arrival's rate wins
+            latest[request.queue_key] = request  # the last arrival's rate and policy win
         known = self._known
-        if all(
-            key in known and known[key][1:] == (r.rate.max_throughput, r.rate.period_seconds)
-            for key, r in latest.items()
-        ):
+        if all_known(known, latest.items()):
             return {key: known[key][0] for key in latest}
-        rows = _upsert_queues(cur, latest)
+        rows = upsert_queues(cur, latest)
         if len(known) > KNOWN_QUEUES_LIMIT:
             known.clear()
         for key, row in rows.items():
             known[key] = row
         return {key: row[0] for key, row in rows.items()}
 
-
-_UPSERT_QUEUES = """
-WITH incoming (queue_key, portal_id, workflow_id, action_id, max_throughput, period_seconds)
-  AS (VALUES %s),
-created AS (
-  INSERT INTO throttle_queues
-    (queue_key, portal_id, workflow_id, action_id, max_throughput, period_seconds)
-  SELECT * FROM incoming ORDER BY queue_key
-  ON CONFLICT (queue_key) DO NOTHING
-  RETURNING id, queue_key, max_throughput, period_seconds
-)
-SELECT * FROM created
-UNION ALL
-SELECT q.id, q.queue_key, q.max_throughput, q.period_seconds
-FROM throttle_queues q JOIN incoming USING (queue_key)
-"""
-
-_SELECT_QUEUES = """
-SELECT id, queue_key, max_throughput, period_seconds
-FROM throttle_queues WHERE queue_key = ANY(%s)
-"""
 
 # The batch travels as one JSON parameter (an array of row arrays): one quoted string for
 # psycopg2 to send, however many rows; adapting rows one by one cost more Python time than the
@@ -247,44 +223,15 @@ WITH live_queues AS (
 )
 INSERT INTO action_executions
   (callback_id, queue_id, portal_id, workflow_id, action_id, object_id, object_type,
-   max_throughput, period_seconds, hold_expires_at)
+   max_throughput, period_seconds, priority, hold_expires_at)
 SELECT r->>0, (r->>1)::bigint, (r->>2)::bigint, (r->>3)::bigint, r->>4, (r->>5)::bigint,
-       r->>6, (r->>7)::int, (r->>8)::int, now() + $1
+       r->>6, (r->>7)::int, (r->>8)::int, (r->>9)::smallint, now() + $1
 FROM json_array_elements($2) AS r JOIN live_queues q ON q.id = (r->>1)::bigint
 ON CONFLICT (callback_id) DO NOTHING
 RETURNING callback_id
 """
 # Prepared once per writer connection: the batch statement is planned once, not per batch.
 _PREPARE_INSERT = f"PREPARE throttle_admit (interval, json) AS {_INSERT_EXECUTIONS}"
-
-
-def _upsert_queues(cur, latest: dict[str, ExecutionRequest]) -> dict[str, tuple[int, int, int]]:
-    """Create missing queues and record a changed arrival rate: key -> (id, max, period)."""
-    values = [
-        (key, r.portal_id, r.workflow_id, r.action_id, r.rate.max_throughput, r.rate.period_seconds)
-        for key, r in sorted(latest.items())
-    ]
-    rows = execute_values(cur, _UPSERT_QUEUES, values, fetch=True)
-    if len(rows) < len(values):
-        # Another writer created a queue after this statement's snapshot: read it again.
-        cur.execute(_SELECT_QUEUES, (list(latest),))
-        rows = cur.fetchall()
-    changed = sorted(
-        (queue_id, latest[key].rate.max_throughput, latest[key].rate.period_seconds)
-        for queue_id, key, max_throughput, period in rows
-        if (max_throughput, period)
-        != (latest[key].rate.max_throughput, latest[key].rate.period_seconds)
-    )
-    if changed:
-        cur.executemany(
-            "UPDATE throttle_queues SET max_throughput = %s, period_seconds = %s,"
-            " updated_at = now() WHERE id = %s",
-            [(m, p, queue_id) for queue_id, m, p in changed],
-        )
-    return {
-        key: (queue_id, latest[key].rate.max_throughput, latest[key].rate.period_seconds)
-        for queue_id, key, _, _ in rows
-    }
 
 
 def _insert_executions(
@@ -301,6 +248,7 @@ def _insert_executions(
             r.object_type,
             r.rate.max_throughput,
             r.rate.period_seconds,
+            r.priority,
         )
         for r in requests
     ]

@@ -6,11 +6,13 @@ HubSpot sends input values as strings and may add keys we do not use; those are 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from throttle_app.input_fields import FieldError, bigint, storable_text
+from throttle_app.release.policy import ReleasePolicy, parse_policy
+from throttle_app.release.policy_fields import parse_priority, parse_queue_name
 from throttle_app.release.rates import Rate, parse_rate
 
 MAX_CALLBACK_ID_BYTES = 255
@@ -25,11 +27,38 @@ class ExecutionRequest:
     rate: Rate
     object_id: int | None = None
     object_type: str | None = None
+    policy: ReleasePolicy = field(default_factory=ReleasePolicy)
+    priority: int = 0
+    queue_name: str | None = None
 
     @cached_property  # read several times per request on the admission path
     def queue_key(self) -> str:
-        """The queue's identity: portal, workflow and the action's place in the workflow."""
+        """The queue's identity: portal, workflow and the action's place in the workflow; or,
+        for a named queue, the portal and the name (every workflow naming it shares it)."""
+        if self.queue_name is not None:
+            return shared_queue_key(self.portal_id, self.queue_name)
         return f"{self.portal_id}:{self.workflow_id}:{self.action_id}"
+
+    @property
+    def queue_action_id(self) -> str:
+        """The queue's action id, which a throttle_configs override names: the action's own,
+        or `queue:<name>` for a named queue (no single action owns it)."""
+        if self.queue_name is not None:
+            return SHARED_ACTION_PREFIX + self.queue_name
+        return self.action_id
+
+    @property
+    def queue_workflow_id(self) -> int:
+        """The queue's workflow: 0 for a named queue (it belongs to no single workflow)."""
+        return 0 if self.queue_name is not None else self.workflow_id
+
+
+SHARED_ACTION_PREFIX = "queue:"
+
+
+def shared_queue_key(portal_id: int, name: str) -> str:
+    """A named queue's key; "name" is not a workflow id, so it never equals an action's key."""
+    return f"{portal_id}:name:{name}"
 
 
 def parse_execution_request(body: bytes) -> ExecutionRequest:
@@ -54,6 +83,9 @@ def parse_execution_request(body: bytes) -> ExecutionRequest:
         rate=parse_rate(inputs.get("maxThroughPut"), inputs.get("time"), inputs.get("period")),
         object_id=_optional_id(obj.get("objectId")),
         object_type=_optional_str(obj.get("objectType")),
+        policy=parse_policy(inputs),
+        priority=parse_priority(inputs.get("priority")),
+        queue_name=parse_queue_name(inputs.get("queueName")),
     )
 
 

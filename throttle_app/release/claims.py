@@ -27,6 +27,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from throttle_app.release.policy import zone_for
+from throttle_app.release.policy_gate import is_open, may_open_at, window_size
+from throttle_app.release.policy_store import from_columns, policy_select
 from throttle_app.release.rates import period_seconds
 
 
@@ -57,16 +60,18 @@ class Idle:
 
 
 _LOCK_QUEUE = text(
-    """
+    f"""
     SELECT q.id, q.portal_id, q.max_throughput, q.period_seconds, q.window_budget,
            q.window_period_seconds, q.window_opens_at, q.next_release_at, q.paused, q.draining,
            c.max_throughput AS override_max, c.time_period AS override_time,
-           c.time_unit AS override_unit, clock_timestamp() AS now
+           c.time_unit AS override_unit, clock_timestamp() AS now,
+           {policy_select("q")}, t.time_zone AS portal_zone
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
+    LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
     WHERE q.id = :queue_id
     FOR NO KEY UPDATE OF q
-    """
+    """  # nosec B608 # module constants only; every value is a bound parameter
 )
 
 # "Which executions": a pending row whose retry time has come and whose hold HubSpot still keeps.
@@ -82,7 +87,7 @@ _CLAIM_ROWS = text(
     WHERE id IN (
         SELECT e.id FROM action_executions e
         WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
-        ORDER BY e.id LIMIT :limit
+        ORDER BY e.priority DESC, e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
     RETURNING id, callback_id, outcome
     """  # nosec B608 # module constants only; every value is a bound parameter
@@ -97,11 +102,15 @@ def _after_sends_and_leases(period: str) -> str:
          WHERE e.queue_id = q.id AND e.state = 'claimed') + make_interval(secs => {period})"""  # nosec B608 # SQL from constants
 
 
+# The earliest start of the next window by the rate alone (alias q): T after the current
+# window opened, after its sends and after its live leases. NULL: idle, any time.
+NEXT_RELEASE_BY_RATE = f"""GREATEST(
+        q.window_opens_at + make_interval(secs => q.window_period_seconds),
+        {_after_sends_and_leases("q.window_period_seconds")})"""  # nosec B608 # constants
+
 RECOMPUTE_NEXT_RELEASE = text(
     f"""
-    UPDATE throttle_queues q SET updated_at = now(), next_release_at = GREATEST(
-        q.window_opens_at + make_interval(secs => q.window_period_seconds),
-        {_after_sends_and_leases("q.window_period_seconds")})
+    UPDATE throttle_queues q SET updated_at = now(), next_release_at = {NEXT_RELEASE_BY_RATE}
     WHERE q.id = :queue_id
     """  # nosec B608 # module constants only; every value is a bound parameter
 )
@@ -128,21 +137,42 @@ def _window_ready_at(session: Session, queue_id: int, period: int) -> datetime |
 
 
 def claim_next(
-    session: Session, queue_id: int, batch_size: int, lease_seconds: int, lead: timedelta
+    session: Session,
+    queue_id: int,
+    batch_size: int,
+    lease_seconds: int,
+    lead: timedelta,
+    min_call_interval: float = 0.0,
 ) -> Claim | Idle:
-    """Claim up to one batch the window allows, or say when to look again. Commits."""
+    """Claim up to one batch the window allows, or say when to look again. Commits.
+    `min_call_interval`: seconds between calls the portal's bucket allows (spread windows are
+    never shorter, policy_gate.window_size)."""
     queue = session.execute(_LOCK_QUEUE, {"queue_id": queue_id}).one_or_none()
     if queue is None or queue.paused:
         session.rollback()
         return Idle()
     now = queue.now
+    policy = from_columns(
+        queue.release_mode,
+        queue.release_days,
+        queue.window_start,
+        queue.window_end,
+        queue.time_zone,
+        queue.start_at,
+    )
+    zone = zone_for(policy, queue.portal_zone)
     budget, opens, period = queue.window_budget, queue.window_opens_at, queue.window_period_seconds
-    if queue.draining:
+    if queue.draining:  # the operator's drain: everything now, whatever the rate and policy
         limit, opens = batch_size, now
     elif budget > 0:
-        limit, opens = min(budget, batch_size), opens or now
+        opens = opens or now
+        if not is_open(policy, zone, max(now, opens)):  # the allowed span ended mid-window
+            _close_window(session, queue_id, may_open_at(policy, zone, now) or now + _NEVER)
+            return Idle()
+        limit = min(budget, batch_size)
     elif queue.next_release_at is None or now >= queue.next_release_at - lead:
-        budget, period = effective_rate(queue)
+        count, seconds = effective_rate(queue)
+        budget, period = window_size(policy.mode, count, seconds, min_call_interval)
         ready = queue.next_release_at
         if (
             ready is None
@@ -155,6 +185,11 @@ def claim_next(
             _postpone(session, queue_id, ready)
             return Idle()
         opens = max(now, ready or now)
+        allowed = may_open_at(policy, zone, opens)
+        if allowed is None or now < allowed - lead:  # outside the policy: wait for it
+            _postpone(session, queue_id, allowed or now + _NEVER)
+            return Idle()
+        opens = allowed
         limit = min(budget, batch_size)
     else:
         session.rollback()
@@ -199,6 +234,23 @@ def portal_of(session: Session, queue_id: int) -> int | None:
     ).scalar()
     session.rollback()
     return portal
+
+
+# A policy that never opens again (none valid does) is looked at once a day, not in a loop.
+_NEVER = timedelta(days=1)
+
+
+def _close_window(session: Session, queue_id: int, reopens: datetime) -> None:
+    """The policy closed while the window had budget left: the window ends (a window is not
+    continued past the allowed span) and the next one waits for the policy. Commits."""
+    session.execute(
+        text(
+            "UPDATE throttle_queues SET window_budget = 0,"
+            " next_release_at = GREATEST(next_release_at, :reopens) WHERE id = :queue_id"
+        ),
+        {"reopens": reopens, "queue_id": queue_id},
+    )
+    session.commit()
 
 
 def _postpone(session: Session, queue_id: int, ready: datetime) -> None:

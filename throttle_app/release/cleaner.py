@@ -47,8 +47,9 @@ _RECLAIM = text(
     """
 )
 
-# Within a queue, older executions expire first (one hold duration for all), so looking at
-# each queue's oldest pending rows through the live index finds the expired ones. The outer
+# Within a queue and priority, older executions expire first (one hold duration for all), so
+# looking at the oldest pending rows of each queue and priority through the live index
+# (queue_id, state, priority DESC, id) finds the expired ones. The outer
 # `state = 'pending'` is re-checked on the row's latest version when a release claimed it
 # after this statement's snapshot: a claimed row is about to be sent and must not also expire.
 # The ids are collected once (ARRAY(...) is an init plan) and then updated through the primary
@@ -63,9 +64,11 @@ _EXPIRE = text(
              || 'HubSpot hold expired before release'
     WHERE state = 'pending' AND id = ANY(ARRAY(
         SELECT e.id FROM throttle_queues q
+        CROSS JOIN generate_series(0, 9) AS p(priority)
         CROSS JOIN LATERAL (
             SELECT id, hold_expires_at FROM action_executions
-            WHERE queue_id = q.id AND state = 'pending' ORDER BY id LIMIT :limit) e
+            WHERE queue_id = q.id AND state = 'pending' AND priority = p.priority
+            ORDER BY id LIMIT :limit) e
         WHERE e.hold_expires_at <= clock_timestamp()))
     """
 )

@@ -1,6 +1,7 @@
 """Operator rate overrides per (portal, action): validation and upsert.
 
-An override replaces the rate executions arrive with, from the queue's next window on.
+An override replaces the rate executions arrive with, from the queue's next window on. A named
+queue (queueName) is overridden through its action id `queue:<name>`: no single action owns it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from sqlalchemy.orm import Session
 from throttle_app.input_fields import FieldError, positive_int, storable_text
 from throttle_app.models import ThrottleConfig
 from throttle_app.release.rates import MAX_PER_WINDOW, MAX_WINDOW_SECONDS, period_seconds
+
+MAX_ACTION_ID = 72  # "queue:" and a 64-character queue name
 
 
 def validate_config(payload: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -50,8 +53,8 @@ def _action_id(field: str, value: object) -> str:
     text = (
         str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
     )
-    if not text or len(text) > 64:
-        raise FieldError(field, "must be a non-empty string of at most 64 characters")
+    if not text or len(text) > MAX_ACTION_ID:
+        raise FieldError(field, f"must be a non-empty string of at most {MAX_ACTION_ID} characters")
     if not storable_text(text):
         raise FieldError(field, "must be valid UTF-8 text without NUL characters")
     return text

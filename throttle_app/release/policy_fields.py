@@ -139,3 +139,30 @@ def parse_start_at(value: object) -> datetime | None:
         return moment.astimezone(UTC)
     except OverflowError:  # 0001-01-01T00:00+01:00 has no UTC instant
         raise FieldError(field, "is out of range") from None
+
+
+# A shared queue's name: letters (any script), digits, space, _ . - ; 1 to 64 of them.
+_QUEUE_NAME = re.compile(r"[\w .\-]{1,64}")
+MAX_PRIORITY = 9
+
+
+def parse_priority(value: object) -> int:
+    """0-9, higher first; absent: 0."""
+    if blank(value):
+        return 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    number = bigint(value)
+    if number is None or number > MAX_PRIORITY:
+        raise FieldError("priority", f"must be an integer from 0 to {MAX_PRIORITY}")
+    return number
+
+
+def parse_queue_name(value: object) -> str | None:
+    """A portal-wide queue's name (surrounding spaces are not part of it); absent: None."""
+    if blank(value):
+        return None
+    name = value.strip() if isinstance(value, str) else ""
+    if len(name) > 64 or not _QUEUE_NAME.fullmatch(name):
+        raise FieldError("queueName", "must be 1-64 letters, digits, spaces or _ . -")
+    return name

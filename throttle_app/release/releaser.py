@@ -81,6 +81,8 @@ class Releaser:
         self.lead = timedelta(milliseconds=settings.release_lead_ms)
         # A call may only start when it surely ends (bucket wait, timeouts) before its lease.
         self.call_budget = settings.call_budget_seconds
+        # The portal bucket's emission interval: a spread window is never shorter.
+        self.min_call_interval = 1.0 / settings.bucket_refill_per_second
 
     def run(self, queue_id: int) -> ReleaseReport:
         report = ReleaseReport()
@@ -130,6 +132,7 @@ class Releaser:
                 self.settings.release_batch_size,
                 self.settings.lease_seconds,
                 self.lead,
+                self.min_call_interval,
             )
             if isinstance(claim, Idle):
                 return None
