@@ -74,6 +74,26 @@ def test_the_scan_finds_the_queue_at_risk_and_moves_with_the_clock(held):
     assert at_risk_ids(app, NOW) == []
 
 
+def test_the_stored_policy_decides(held):
+    """The safe queue may release only from 40 hours on (its stored start time), one every 6
+    minutes (spread): its holds end at 30 hours, so it is at risk, and its policy line says so."""
+    app, risky, safe = held
+    with app.app_context():
+        db.session.execute(
+            db.text(
+                "UPDATE throttle_queues SET start_at = :at, release_mode = 'spread' WHERE id = :q"
+            ),
+            {"at": NOW + 40 * HOUR, "q": safe},
+        )
+        db.session.commit()
+        found = queues_at_risk(db.session, NOW)
+        db.session.remove()
+    assert [status.id for status, _ in found] == [risky, safe]
+    status, risk = found[1]
+    assert status.policy.startswith("10 per 1 h, spread, from ")
+    assert risk.drain_eta == NOW + 40 * HOUR + 19 * timedelta(minutes=6)
+
+
 def test_a_paused_queue_is_judged_as_if_resumed_now(held):
     app, risky, safe = held
     with app.app_context():

@@ -17,45 +17,45 @@ from sqlalchemy.orm import Session
 from throttle_app.input_fields import ASCII_INTEGER
 from throttle_app.release.claims import effective_rate
 from throttle_app.release.policy import ReleasePolicy, describe, zone_for
+from throttle_app.release.policy_fields import DAY_NAMES
+from throttle_app.release.policy_store import PolicyColumns, from_columns, policy_select
 from throttle_app.release.risk import Outlook
 from throttle_app.release.schedule import ReleaseSchedule
 
 # Every queue with its backlog. The backlog is counted in one pass over the live rows (the live
 # index, models.py) and joined to the queues: the listing reads the backlog once and the queues
-# once, whatever the number of terminal rows or idle queues. The oldest pending execution (its
-# age and its hold: within a queue, older rows expire first) is one live-index probe and one row
-# per queue with pending rows (the `b.pending > 0` is a one-time filter: idle queues skip it).
+# once, whatever the number of terminal rows or idle queues. The same pass finds the oldest
+# pending execution's arrival and the first pending hold to end (expiry risk, release/risk.py).
 # WITH_BACKLOG lists only the queues that hold something (the scrape's and the cleaner's risk).
-_STATUS_SQL = """
+_STATUS_SQL = f"""
     SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
            c.max_throughput AS override_max, c.time_period AS override_time,
            c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
-           t.disconnected_at, t.id IS NULL AS not_installed, t.time_zone,
+           t.disconnected_at, t.id IS NULL AS not_installed,
            coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
-           b.oldest_hold_expiry, o.created_at, o.hold_expires_at
+           b.oldest_hold_expiry, q.queue_name, {policy_select("q")}, t.time_zone AS portal_zone,
+           b.oldest_pending_since, b.oldest_pending_hold
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
-    {join} JOIN (
+    {{join}} JOIN (
         SELECT e.queue_id,
                count(*) FILTER (WHERE e.state = 'pending') AS pending,
                count(*) FILTER (WHERE e.state = 'claimed') AS claimed,
-               min(e.hold_expires_at) AS oldest_hold_expiry
+               min(e.hold_expires_at) AS oldest_hold_expiry,
+               min(e.created_at) FILTER (WHERE e.state = 'pending') AS oldest_pending_since,
+               min(e.hold_expires_at) FILTER (WHERE e.state = 'pending') AS oldest_pending_hold
         FROM action_executions e
         WHERE e.state IN ('pending', 'claimed')
         GROUP BY e.queue_id) b ON b.queue_id = q.id
-    LEFT JOIN LATERAL (
-        SELECT e.created_at, e.hold_expires_at FROM action_executions e
-        WHERE e.queue_id = q.id AND e.state = 'pending' AND b.pending > 0
-        ORDER BY e.id LIMIT 1) o ON true
     ORDER BY q.id
-    """
+    """  # noqa: S608  # nosec B608 # module constants only
 _STATUS = text(_STATUS_SQL.format(join="LEFT"))
 _WITH_BACKLOG = text(_STATUS_SQL.format(join=""))
 
-# The latest failure reason among a queue's oldest live executions (the ones a release claims
-# first, so the ones being retried), at most FAILURE_SCAN of them per queue through the live
-# index: bounded whatever the backlog.
+# The latest failure reason among the pending executions a release claims first (so the ones
+# being retried), at most FAILURE_SCAN of them per queue in the live index's order: bounded
+# whatever the backlog.
 FAILURE_SCAN = 100
 _LAST_FAILURES = text(
     """
@@ -64,14 +64,11 @@ _LAST_FAILURES = text(
         SELECT x.last_failure_reason FROM (
             SELECT e.last_failure_reason, e.updated_at FROM action_executions e
             WHERE e.queue_id = q.id AND e.state = 'pending'
-            ORDER BY e.id LIMIT :scan) x
+            LIMIT :scan) x
         WHERE x.last_failure_reason IS NOT NULL
         ORDER BY x.updated_at DESC LIMIT 1) f
     """
 )
-
-
-DEFAULT_POLICY = ReleasePolicy()
 
 
 class UnknownQueue(LookupError):
@@ -93,29 +90,26 @@ class QueueStatus:
     draining: bool
     portal_connected: bool
     oldest_hold_expiry: datetime | None
-    # The effective rate as numbers (N per T seconds), and the release policy.
+    queue_name: str | None  # a named queue, shared by the portal's workflows naming it
+    policy: str  # one line: rate, mode, days, window, start, zone (policy.describe)
+    release_policy: ReleasePolicy
+    # The effective rate as numbers (N per T seconds), the portal, the oldest pending execution.
     max_throughput: int = 0
     period_seconds: int = 0
-    policy: ReleasePolicy = DEFAULT_POLICY
     portal_installed: bool = False
     time_zone: str | None = None  # the portal's IANA zone (None: not known, so UTC)
     oldest_pending_since: datetime | None = None  # the oldest pending execution's arrival
-    oldest_pending_hold: datetime | None = None  # ... and its hold's end
+    oldest_pending_hold: datetime | None = None  # the first pending hold to end
 
     @property
     def backlog(self) -> int:
         return self.pending + self.claimed
 
-    @property
-    def policy_text(self) -> str:
-        """The rate and policy in one line (policy.describe)."""
-        return describe(self.policy, self.max_throughput, self.period_seconds, self.time_zone)
-
     def outlook(self) -> Outlook:
         """What this queue's expiry risk depends on (release/risk.py)."""
         return Outlook(
-            policy=self.policy,
-            zone=zone_for(self.policy, self.time_zone),
+            policy=self.release_policy,
+            zone=zone_for(self.release_policy, self.time_zone),
             max_throughput=self.max_throughput,
             period_seconds=self.period_seconds,
             backlog=self.backlog,
@@ -126,12 +120,26 @@ class QueueStatus:
         )
 
     def to_json(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "policy"}
-        data["policy"] = self.policy_text
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
         for key, value in data.items():
             if isinstance(value, datetime):
                 data[key] = value.isoformat()
+        data["release_policy"] = policy_json(self.release_policy)
         return data
+
+
+def policy_json(policy: ReleasePolicy) -> dict[str, Any]:
+    """The policy with the input fields' names and forms."""
+    return {
+        "mode": policy.mode,
+        "releaseDays": (
+            ",".join(DAY_NAMES[day - 1] for day in sorted(policy.days)) if policy.days else None
+        ),
+        "windowStart": f"{policy.window_start:%H:%M}" if policy.window_start else None,
+        "windowEnd": f"{policy.window_end:%H:%M}" if policy.window_end else None,
+        "timeZone": policy.time_zone,
+        "startAt": policy.start_at.isoformat() if policy.start_at else None,
+    }
 
 
 def queue_statuses(session: Session, with_backlog_only: bool = False) -> list[QueueStatus]:
@@ -170,6 +178,16 @@ def _rate_of(rate: _Rate) -> tuple[int, int, str]:
     return count, seconds, f"{count} per {seconds}s"
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy(columns: PolicyColumns) -> ReleasePolicy:
+    return from_columns(*columns)
+
+
+@functools.lru_cache(maxsize=1024)
+def _policy_text(rate: _Rate, policy: ReleasePolicy, portal_zone: str | None) -> str:
+    return describe(policy, *effective_rate(rate), portal_zone)
+
+
 def _status(
     queue_id,
     queue_key,
@@ -185,22 +203,22 @@ def _status(
     draining,
     disconnected_at,
     not_installed,
-    time_zone,
     pending,
     claimed,
     oldest_hold_expiry,
-    oldest_pending_since,
-    oldest_pending_hold,
+    queue_name,
+    *policy_and_more,
 ) -> QueueStatus:
     """One row of _STATUS, in its column order."""
-    count, seconds, rate = _rate_of(
-        _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
-    )
+    rate = _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
+    count, seconds, rate_text = _rate_of(rate)
+    policy = _policy(PolicyColumns(*policy_and_more[:6]))
+    portal_zone, oldest_pending_since, oldest_pending_hold = policy_and_more[6:]
     return QueueStatus(
         queue_id,
         queue_key,
         portal_id,
-        rate,
+        rate_text,
         override_max is not None,
         pending,
         claimed,
@@ -210,11 +228,13 @@ def _status(
         draining,
         not not_installed and disconnected_at is None,
         oldest_hold_expiry,
+        queue_name,
+        _policy_text(rate, policy, portal_zone),
+        policy,
         count,
         seconds,
-        DEFAULT_POLICY,  # the queue's stored policy once release/policy_store.py keeps one
         not not_installed,
-        time_zone,
+        portal_zone,
         oldest_pending_since,
         oldest_pending_hold,
     )
