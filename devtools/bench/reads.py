@@ -29,6 +29,12 @@ from throttle_app.release.risk_scan import queues_at_risk
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
 OPS_PASSWORD = "bench-ops-password-0123456789abcdef"  # THROTTLE_DASHBOARD_PASSWORD: /ops
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+OPS_HEADERS = {"Authorization": "Basic " + b64encode(f"admin:{OPS_PASSWORD}".encode()).decode()}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def timings(read: Callable[[], object], repeat: int) -> list[float]:
@@ -85,8 +91,7 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
             )
             session.rollback()
             client = app.test_client()
-            headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-            measure("GET /metrics (whole scrape)", lambda: _scrape(client, headers), repeat)
+            measure("GET /metrics (whole scrape)", lambda: scrape(client), repeat)
             measure(
                 f"queue listing of {count:,} queues (queue_statuses)",
                 lambda: queue_admin.queue_statuses(session),
@@ -95,16 +100,15 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
             session.rollback()
             measure(
                 "queues at risk (the scrape's and the cleaner's risk scan)",
-                lambda: queues_at_risk(session, datetime.now(UTC)),
+                lambda: queues_at_risk(session, now()),
                 repeat,
             )
             session.rollback()
-            ops = {"Authorization": "Basic " + b64encode(f"admin:{OPS_PASSWORD}".encode()).decode()}
             last = -(-count // PAGE_SIZE)
             for page in (1, last):
                 measure(
                     f"GET /ops?page={page} ({PAGE_SIZE} of {count:,} queues)",
-                    lambda page=page: _page(client, f"/ops?page={page}", ops),
+                    lambda page=page: page_of(client, f"/ops?page={page}"),
                     repeat,
                 )
         finally:
@@ -117,14 +121,16 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
     )
 
 
-def _page(client, path: str, headers: dict[str, str]) -> None:
-    response = client.get(path, headers=headers)
+def page_of(client, path: str) -> None:
+    """GET an /ops page with the operator credentials; raise unless it lists queues."""
+    response = client.get(path, headers=OPS_HEADERS)
     if response.status_code != 200 or b"data-queue-key" not in response.data:
         raise RuntimeError(f"{path} answered {response.status_code} without queues")
 
 
-def _scrape(client, headers: dict[str, str]) -> None:
-    response = client.get("/metrics", headers=headers)
+def scrape(client) -> None:
+    """GET /metrics with the token; raise unless the backlog came from PostgreSQL."""
+    response = client.get("/metrics", headers=METRICS_HEADERS)
     if response.status_code != 200:
         raise RuntimeError(f"/metrics answered {response.status_code}")
     if 'metrics_source_up{source="postgres"} 1.0' not in response.get_data(as_text=True):
