@@ -9,6 +9,7 @@ framed, and run no script (Content-Security-Policy).
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -22,17 +23,13 @@ from throttle_app.ops import ops_listing
 from throttle_app.ops.csrf import FIELD, csrf_token, csrf_valid
 from throttle_app.ops.operator_auth import challenge, credentials_match
 from throttle_app.release import queue_admin
-from throttle_app.release.schedule import ReleaseSchedule
 from throttle_app.services import Services
 
 REALM = "Throttle operators"
-ACTIONS: dict[str, Callable[[object, ReleaseSchedule, int], None]] = {
-    "pause": lambda session, schedule, queue_id: queue_admin.set_paused(
-        session, schedule, queue_id, True
-    ),
-    "resume": lambda session, schedule, queue_id: queue_admin.set_paused(
-        session, schedule, queue_id, False
-    ),
+# The forms' actions, each through release/queue_admin.py (as `flask throttle pause|resume|drain`).
+ACTIONS: dict[str, Callable[..., None]] = {
+    "pause": functools.partial(queue_admin.set_paused, paused=True),
+    "resume": functools.partial(queue_admin.set_paused, paused=False),
     "drain": queue_admin.drain,
 }
 MAX_PAGE = 100_000
@@ -99,9 +96,9 @@ class OpsPageViews:
 
 
 def _int_arg(name: str, default: int | None, source=None) -> int | None:
-    """A small positive integer from the query (or `source`), else `default`."""
+    """A positive integer of up to 18 digits from the query (or `source`), else `default`."""
     value = (source if source is not None else request.args).get(name, "")
-    if len(value) > 12 or not ASCII_INTEGER.fullmatch(value) or not 0 < int(value) <= 10**12:
+    if not ASCII_INTEGER.fullmatch(value) or int(value) == 0:
         return default
     return min(int(value), MAX_PAGE) if name == "page" else int(value)
 
