@@ -75,8 +75,13 @@ HOT = [
         (CLAIMED, LIVE),
     ),
     Hot("metrics backlog", BACKLOG_SQL, lambda s: {}, (LIVE,)),
-    Hot("queue listing", queue_admin._STATUS, lambda s: {}, (LIVE,)),
-    Hot("queues with a backlog (risk scan)", queue_admin._WITH_BACKLOG, lambda s: {}, (LIVE,)),
+    Hot("queue listing", queue_admin._STATUS, lambda s: {}, (LIVE, PKEY)),
+    Hot(
+        "queues with a backlog (risk scan)",
+        queue_admin._WITH_BACKLOG,
+        lambda s: {},
+        (LIVE, PKEY),
+    ),
     Hot(
         "last failures (/ops page)",
         queue_admin._LAST_FAILURES,

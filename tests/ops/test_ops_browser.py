@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +23,7 @@ from tests.support.processes import ROOT
 from tests.support.release_helpers import query
 from throttle_app.release.sending import ReleaseReport
 from throttle_app.services import services_of
+from throttle_app.telemetry.queue_releases import add_releases
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -47,6 +49,10 @@ def served(make_app) -> Iterator[tuple[str, object]]:
     held_queue(app, "31:200:7", 300, (5, 3600), now + timedelta(hours=6))  # 60 h to drain
     calm = query(app, "SELECT id FROM throttle_queues WHERE queue_key = '31:100:7'")[0][0]
     services_of(app).metrics.count_releases(ReleaseReport(completed=12), calm)
+    pipe = services_of(app).redis.pipeline()
+    for minutes_ago in range(1, 40):  # a release job's counts over the last 40 minutes
+        add_releases(pipe, calm, 10 - minutes_ago % 3, time.time() - 60 * minutes_ago)
+    pipe.execute()
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -103,7 +109,7 @@ def test_an_operator_sees_the_queues_and_pauses_one(served, browser):
     assert "at risk" not in calm.text
     chart = calm.find_element(By.CSS_SELECTOR, "svg.chart polyline")
     assert chart.is_displayed() and len(chart.get_attribute("points").split()) == 60
-    assert "12 in the last hour" in calm.text
+    assert "363 in the last hour" in calm.text  # 12 + 13 x (9 + 8 + 10)
     assert "America/New_York" in browser.find_element(By.ID, "portal-31").text
 
     calm.find_element(By.XPATH, ".//button[text()='Pause']").click()

@@ -22,19 +22,21 @@ from throttle_app.release.policy_store import PolicyColumns, from_columns, polic
 from throttle_app.release.risk import Outlook
 from throttle_app.release.schedule import ReleaseSchedule
 
-# Every queue with its backlog. The backlog is counted in one pass over the live rows (the live
-# index, models.py) and joined to the queues: the listing reads the backlog once and the queues
-# once, whatever the number of terminal rows or idle queues. The same pass finds the oldest
-# pending execution's arrival and the first pending hold to end (expiry risk, release/risk.py).
-# WITH_BACKLOG lists only the queues that hold something (the scrape's and the cleaner's risk).
+# Every queue with its backlog. The backlog is counted in one pass over the live index alone
+# (models.py; an index-only scan: no heap read per live row) and joined to the queues, with one
+# primary-key lookup per queue holding pending rows for its oldest one (the lowest id: within a
+# queue, older rows expire first): its arrival and the hold that ends first. So the listing
+# reads the live index once, the queues once and one row per busy queue, whatever the number
+# of terminal rows or idle queues. WITH_BACKLOG lists only the queues that hold something (the
+# scrape's and the cleaner's expiry risk, release/risk_scan.py).
 _STATUS_SQL = f"""
     SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
            c.max_throughput AS override_max, c.time_period AS override_time,
            c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
            t.disconnected_at, t.id IS NULL AS not_installed,
            coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
-           b.oldest_hold_expiry, q.queue_name, {policy_select("q")}, t.time_zone AS portal_zone,
-           b.oldest_pending_since, b.oldest_pending_hold
+           o.hold_expires_at AS oldest_hold_expiry, q.queue_name, {policy_select("q")},
+           t.time_zone AS portal_zone, o.created_at AS oldest_pending_since
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
@@ -42,12 +44,11 @@ _STATUS_SQL = f"""
         SELECT e.queue_id,
                count(*) FILTER (WHERE e.state = 'pending') AS pending,
                count(*) FILTER (WHERE e.state = 'claimed') AS claimed,
-               min(e.hold_expires_at) AS oldest_hold_expiry,
-               min(e.created_at) FILTER (WHERE e.state = 'pending') AS oldest_pending_since,
-               min(e.hold_expires_at) FILTER (WHERE e.state = 'pending') AS oldest_pending_hold
+               min(e.id) FILTER (WHERE e.state = 'pending') AS oldest_pending_id
         FROM action_executions e
         WHERE e.state IN ('pending', 'claimed')
         GROUP BY e.queue_id) b ON b.queue_id = q.id
+    LEFT JOIN action_executions o ON o.id = b.oldest_pending_id
     ORDER BY q.id
     """  # noqa: S608  # nosec B608 # module constants only
 _STATUS = text(_STATUS_SQL.format(join="LEFT"))
@@ -89,7 +90,7 @@ class QueueStatus:
     paused: bool
     draining: bool
     portal_connected: bool
-    oldest_hold_expiry: datetime | None
+    oldest_hold_expiry: datetime | None  # the oldest pending execution's hold end
     queue_name: str | None  # a named queue, shared by the portal's workflows naming it
     policy: str  # one line: rate, mode, days, window, start, zone (policy.describe)
     release_policy: ReleasePolicy
@@ -99,7 +100,6 @@ class QueueStatus:
     portal_installed: bool = False
     time_zone: str | None = None  # the portal's IANA zone (None: not known, so UTC)
     oldest_pending_since: datetime | None = None  # the oldest pending execution's arrival
-    oldest_pending_hold: datetime | None = None  # the first pending hold to end
 
     @property
     def backlog(self) -> int:
@@ -113,7 +113,7 @@ class QueueStatus:
             max_throughput=self.max_throughput,
             period_seconds=self.period_seconds,
             backlog=self.backlog,
-            oldest_hold_expiry=self.oldest_pending_hold,
+            oldest_hold_expiry=self.oldest_hold_expiry,
             next_release_at=self.next_release_at,
             releasing=self.portal_connected,  # a paused queue: as if resumed now (risk.py)
             draining=self.draining,
@@ -213,7 +213,7 @@ def _status(
     rate = _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
     count, seconds, rate_text = _rate_of(rate)
     policy = _policy(PolicyColumns(*policy_and_more[:6]))
-    portal_zone, oldest_pending_since, oldest_pending_hold = policy_and_more[6:]
+    portal_zone, oldest_pending_since = policy_and_more[6:]
     return QueueStatus(
         queue_id,
         queue_key,
@@ -236,7 +236,6 @@ def _status(
         not not_installed,
         portal_zone,
         oldest_pending_since,
-        oldest_pending_hold,
     )
 
 
