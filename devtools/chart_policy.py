@@ -6,8 +6,9 @@ select a rendered pod; every pod is hardened (non-root uid 10001, RuntimeDefault
 service-account token, no privilege escalation, read-only root, ALL capabilities dropped), has a
 writable /tmp and resources. Closed by default: an Ingress routes only the public paths; when
 NetworkPolicies are rendered, every pod is under one that closes ingress and egress, egress rules
-name their ports, only web pods accept connections, and only from named peers. Exit 1 with one
-`POLICY:` line on stderr per violation.
+name their ports, only web pods accept connections, and only from named peers. A ServiceMonitor
+selects a rendered Service, scrapes one of its ports, and reads its token from a Secret key.
+Exit 1 with one `POLICY:` line on stderr per violation.
 
 Needs only PyYAML: check_chart.sh runs it with kubernetes-validate's interpreter.
 """
@@ -76,7 +77,12 @@ def violations(docs: list[Manifest]) -> list[str]:
             selector = selector.get("matchLabels", selector)
             if not any(all(ls.get(k) == v for k, v in selector.items()) for ls in pod_label_sets):
                 errors.append(f"{doc['kind']}/{doc['metadata']['name']}: selects no rendered pod")
-    return errors + ingress_violations(docs) + network_violations(docs, pod_label_sets)
+    return (
+        errors
+        + ingress_violations(docs)
+        + network_violations(docs, pod_label_sets)
+        + monitor_violations(docs)
+    )
 
 
 def ingress_violations(docs: list[Manifest]) -> list[str]:
@@ -92,6 +98,29 @@ def ingress_violations(docs: list[Manifest]) -> list[str]:
                         f"Ingress/{doc['metadata']['name']}: routes {path['path']}"
                         f" (only the public paths {', '.join(PUBLIC_PATHS)})"
                     )
+    return errors
+
+
+def monitor_violations(docs: list[Manifest]) -> list[str]:
+    """ServiceMonitors that select no rendered Service, scrape a port it lacks, or do not read
+    the bearer token /metrics requires from a Secret key (none, or one written inline)."""
+    errors = []
+    services = [doc for doc in docs if doc["kind"] == "Service"]
+    for monitor in (doc for doc in docs if doc["kind"] == "ServiceMonitor"):
+        where = f"ServiceMonitor/{monitor['metadata']['name']}"
+        spec = monitor["spec"]
+        chosen = [
+            s for s in services if _selects(spec["selector"], s["metadata"].get("labels", {}))
+        ]
+        if not chosen:
+            errors.append(f"{where}: selects no rendered Service")
+        ports = {port.get("name") for s in chosen for port in s["spec"]["ports"]}
+        for endpoint in spec["endpoints"]:
+            if chosen and endpoint.get("port") not in ports:
+                errors.append(f"{where}: scrapes port {endpoint.get('port')}, not on its Service")
+            credentials = endpoint.get("authorization", {}).get("credentials", {})
+            if "bearerToken" in endpoint or not {"name", "key"} <= credentials.keys():
+                errors.append(f"{where}: no bearer token read from a Secret key")
     return errors
 
 

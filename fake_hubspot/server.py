@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fake_hubspot import callbacks, control, oauth
+from fake_hubspot import callbacks, control, definitions, oauth
 from fake_hubspot.messages import Reply, Request, api_error, json_reply
 from fake_hubspot.settings import Settings, updated
 from fake_hubspot.state import DEFAULT_SCOPES, Hub
@@ -35,6 +35,9 @@ def dispatch(hub: Hub, req: Request) -> tuple[str | None, Reply]:
         raw_id = path[len(callbacks.SINGLE_PREFIX) : -len("/complete")]
         if raw_id and "/" not in raw_id:
             return "complete", callbacks.complete(hub, req, unquote(raw_id))
+    reply = definitions.handle(hub, req)
+    if reply is not None:
+        return "action_definitions", reply
     return "not_found", api_error(404, f"No route for {req.method} {path}", "OBJECT_NOT_FOUND")
 
 
@@ -223,6 +226,10 @@ class FakeHubSpot:
     ) -> list[dict[str, Any]]:
         """Recorded completions, oldest first (see ``GET /_fake/completions``)."""
         return self._hub.completions(callback_id, portal_id)
+
+    def action_definitions(self) -> list[dict[str, Any]]:
+        """The app's custom-action definitions (v4 API), oldest first."""
+        return self._hub.action_definitions()
 
     def stats(self) -> dict[str, Any]:
         """Call counts and the like (see ``GET /_fake/stats``)."""

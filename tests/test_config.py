@@ -184,6 +184,9 @@ UNPREFIXED = {
     "TOKEN_ENCRYPTION_KEY",
     "CONFIG_API_TOKEN",
     "PORT",
+    # HubSpot's own credentials, named like HUBSPOT_CLIENT_ID (flask hubspot publish-action)
+    "HUBSPOT_APP_ID",
+    "HUBSPOT_DEVELOPER_API_KEY",
 }
 
 

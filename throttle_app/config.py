@@ -94,6 +94,11 @@ class Settings:
     hubspot_api_base: str = url("HUBSPOT_API_BASE", "https://api.hubapi.com", "HubSpot API")
     hubspot_app_base: str = url("HUBSPOT_APP_BASE", "https://app.hubspot.com", "consent page")
     public_base_url: str | None = url("PUBLIC_BASE_URL", None, "how HubSpot reaches us")
+    # `flask hubspot publish-action` only (the v4 definitions API of apps on the older platform)
+    hubspot_app_id: int | None = integer("HUBSPOT_APP_ID", None, "the HubSpot app's id", low=1)
+    hubspot_developer_api_key: str | None = text(
+        "HUBSPOT_DEVELOPER_API_KEY", None, "developer account API key", secret=True
+    )
     config_api_token: str | None = text("CONFIG_API_TOKEN", None, "config API token", secret=True)
     metrics_token: str | None = text("THROTTLE_METRICS_TOKEN", None, "/metrics token", secret=True)
     dashboard_username: str = text("THROTTLE_DASHBOARD_USERNAME", "admin", "rq-dashboard user")
@@ -240,7 +245,7 @@ class Settings:
 
         found = [self.hubspot_client_secret, self.secret_key]
         found += [v for v in (self.config_api_token, self.metrics_token) if v]
-        found += [v for v in (self.dashboard_password,) if v]
+        found += [v for v in (self.dashboard_password, self.hubspot_developer_api_key) if v]
         try:
             password = make_url(self.database_url).password
         except Exception:

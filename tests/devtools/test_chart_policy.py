@@ -67,3 +67,57 @@ def test_each_violation_is_reported() -> None:
         "Deployment/web/web: no resources",
         "Service/web: selects no rendered pod",
     ]
+
+
+MONITOR: dict[str, Any] = {
+    "kind": "ServiceMonitor",
+    "metadata": {"name": "web"},
+    "spec": {
+        "selector": {"matchLabels": dict(LABELS)},
+        "endpoints": [
+            {
+                "port": "http",
+                "authorization": {
+                    "type": "Bearer",
+                    "credentials": {"name": "throttle", "key": "THROTTLE_METRICS_TOKEN"},
+                },
+            }
+        ],
+    },
+}
+LABELLED_SERVICE = {
+    "kind": "Service",
+    "metadata": {"name": "web", "labels": dict(LABELS)},
+    "spec": {"selector": dict(LABELS), "ports": [{"name": "http", "port": 80}]},
+}
+
+
+def test_a_service_monitor_with_the_token_from_a_secret_passes() -> None:
+    assert chart_policy.violations([DEPLOYMENT, LABELLED_SERVICE, MONITOR]) == []
+
+
+def test_service_monitor_violations_are_reported() -> None:
+    stray = copy.deepcopy(MONITOR)
+    stray["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "webs"
+    wrong_port = copy.deepcopy(MONITOR)
+    wrong_port["spec"]["endpoints"][0]["port"] = "metrics"
+    inline = copy.deepcopy(MONITOR)
+    inline["spec"]["endpoints"][0] = {"port": "http", "bearerToken": "s3cret"}
+    anonymous = copy.deepcopy(MONITOR)
+    del anonymous["spec"]["endpoints"][0]["authorization"]
+    for doc, name in (
+        (stray, "stray"),
+        (wrong_port, "port"),
+        (inline, "inline"),
+        (anonymous, "anon"),
+    ):
+        doc["metadata"]["name"] = name
+    errors = chart_policy.violations(
+        [DEPLOYMENT, LABELLED_SERVICE, stray, wrong_port, inline, anonymous]
+    )
+    assert errors == [
+        "ServiceMonitor/stray: selects no rendered Service",
+        "ServiceMonitor/port: scrapes port metrics, not on its Service",
+        "ServiceMonitor/inline: no bearer token read from a Secret key",
+        "ServiceMonitor/anon: no bearer token read from a Secret key",
+    ]

@@ -26,7 +26,7 @@ from throttle_app.hubspot.callbacks import (
 )
 from throttle_app.telemetry.worker_metrics import RedisMetrics
 
-PAIRS = [("cb-1", "SUCCESS")]
+PAIRS = [("cb-1", {"hs_execution_state": "SUCCESS"})]
 
 
 def make_client(redis_conn, bucket: TokenBucket | None = None, **overrides) -> HubSpotClient:

@@ -7,7 +7,7 @@ scripts/check_chart.sh installs into .cache/tools) and read back as manifests.
   Redis and HTTPS; web pods also accept the ingress controller; selectors and CIDRs are values;
 - the values schema refuses development-only settings and short secrets.
 `bash scripts/check_chart.sh` lints, renders and validates the chart (and its self-test breaks
-it eight ways); the last test here runs its self-test.
+it eleven ways); the last test here runs its self-test.
 """
 
 from __future__ import annotations
@@ -211,4 +211,4 @@ def test_check_chart_self_test_rejects_every_broken_chart() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("rejected:") == 8, result.stderr
+    assert result.stderr.count("rejected:") == 11, result.stderr

@@ -178,3 +178,16 @@ def test_a_policy_change_ends_the_old_policys_wait(app, client):
     assert queue_row(app, queue).next_release_at is None
     result, _ = claim(app, queue)
     assert isinstance(result, Claim) and len(result.rows) == 2
+
+
+def test_a_spread_queue_runs_its_windows_in_one_job(engine_app, fake):
+    """Windows T/N apart are waited for inside the release job (a new job per window would
+    open them late); a burst queue's job ends at its first wait, as before."""
+    from tests.release.engine import run_release
+
+    spread = backlog(engine_app, 4, 10, 1, name="s")  # 1 per 0.1 s, ~0.2 s with the bucket
+    set_policy(engine_app, spread, release_mode="spread")
+    report = run_release(engine_app, spread, sleep=time.sleep)
+    assert report.claimed == 4
+    burst = backlog(engine_app, 4, 2, 1, name="b")
+    assert run_release(engine_app, burst, sleep=time.sleep).claimed == 2

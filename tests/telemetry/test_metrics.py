@@ -201,6 +201,42 @@ def test_backlog_per_queue_matches_the_database(app, client):
     assert value(samples, "throttle_metrics_source_up", source="postgres") == 1
 
 
+def test_backlog_of_disconnected_or_uninstalled_portals_is_exposed(app, client):
+    """A portal whose refresh token died, or that never installed the app, holds its executions
+    until an install: its backlog is its own gauge (the chart alerts on it); a connected
+    portal's backlog is not in it."""
+    connected, disconnected, never_installed = 1001, 1002, 1003
+    for n, portal in enumerate([connected] * 2 + [disconnected] * 3 + [never_installed] * 4):
+        payload = execution_payload(callback_id=f"portal-{n}", portal_id=portal)
+        assert post_execution(client, payload).status_code == 200
+    with psycopg2.connect(TEST_DATABASE_URL) as conn, conn.cursor() as cur:
+        for portal in (connected, disconnected):
+            cur.execute(
+                "INSERT INTO oauth_tokens (portal_id, access_token, refresh_token, expires_at,"
+                " disconnected_at, disconnect_reason)"
+                " VALUES (%s, 'x', 'x', now(), CASE WHEN %s THEN now() END, 'BAD_REFRESH_TOKEN')",
+                (portal, portal == disconnected),
+            )
+        cur.execute(
+            "UPDATE action_executions SET state = 'claimed' WHERE id ="
+            " (SELECT min(e.id) FROM action_executions e JOIN throttle_queues q"
+            " ON q.id = e.queue_id WHERE q.portal_id = %s)",
+            (disconnected,),
+        )
+    conn.close()
+
+    samples = scrape(client)
+    found = {
+        (dict(labels)["portal_id"], dict(labels)["reason"]): v
+        for (name, labels), v in samples.items()
+        if name == "throttle_disconnected_portal_backlog_executions"
+    }
+    assert found == {
+        (str(disconnected), "disconnected"): 3,
+        (str(never_installed), "not_installed"): 4,
+    }
+
+
 def test_scrape_answers_when_redis_is_down(make_app, monkeypatch):
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     app = make_app(

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 import requests
@@ -32,7 +32,12 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.bucket import TokenBucket
-from throttle_app.hubspot.http import hubspot_session, parse_retry_after, session_timeout
+from throttle_app.hubspot.http import (
+    error_message,
+    hubspot_session,
+    parse_retry_after,
+    session_timeout,
+)
 from throttle_app.telemetry.logs import REDACTED
 
 log = logging.getLogger(__name__)
@@ -186,7 +191,7 @@ class HubSpotClient:
         if status >= 500 or status == 408:
             raise Transient(f"HTTP {status}", answered=True)
         if status >= 400:
-            message = _error_message(response).replace(access_token, REDACTED)
+            message = error_message(response).replace(access_token, REDACTED)
             kind = Rejected if status in ITEM_ERROR_STATUSES else Refused
             raise kind(status, message)
         return response
@@ -217,14 +222,16 @@ class HubSpotClient:
         self,
         portal_id: int,
         access_token: str,
-        callbacks: Sequence[tuple[str, str]],
+        callbacks: Sequence[tuple[str, Mapping[str, str]]],
         deadline: float | None = None,
     ) -> dict[str, str]:
-        """Complete (callbackId, state) pairs in one batch call; return {refused id: reason}."""
+        """Complete (callbackId, outputFields) pairs in one batch call (outputFields holds
+        `hs_execution_state` and the action's outputs, all strings); return {refused id:
+        reason}."""
         body = {
             "inputs": [
-                {"callbackId": callback_id, "outputFields": {"hs_execution_state": state}}
-                for callback_id, state in callbacks
+                {"callbackId": callback_id, "outputFields": dict(fields)}
+                for callback_id, fields in callbacks
             ]
         }
         response = self.send(portal_id, "POST", COMPLETE_BATCH_PATH, access_token, body, deadline)
@@ -289,13 +296,3 @@ def _partial_errors(response: requests.Response) -> dict[str, str]:
             reason = f"{error.get('category') or 'ERROR'}: {error.get('message') or 'refused'}"
             refused[str(error["callbackId"])] = reason[:500]
     return refused
-
-
-def _error_message(response: requests.Response) -> str:
-    try:
-        payload = response.json()
-    except ValueError:
-        return response.text[:200]
-    if isinstance(payload, dict):
-        return str(payload.get("message") or payload.get("category") or payload)[:500]
-    return str(payload)[:500]

@@ -50,3 +50,14 @@ def parse_retry_after(header: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) else None
+
+
+def error_message(response: requests.Response) -> str:
+    """The message of a HubSpot error answer (its `message`, else its `category`), short."""
+    try:
+        payload = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(payload, dict):
+        return str(payload.get("message") or payload.get("category") or payload)[:500]
+    return str(payload)[:500]

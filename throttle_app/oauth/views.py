@@ -18,12 +18,13 @@ from sqlalchemy.exc import SQLAlchemyError
 from throttle_app.config import Settings
 from throttle_app.http_api import config_token_guard
 from throttle_app.hubspot import oauth_api
+from throttle_app.hubspot.app_definition import REQUIRED_SCOPES
 from throttle_app.oauth import install_state, rotation
 from throttle_app.oauth.tokens import InstalledPortal, TokenStore
 
 log = logging.getLogger(__name__)
 
-SCOPES = "automation oauth"
+SCOPES = " ".join(REQUIRED_SCOPES)  # the app definition declares the same scopes
 HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",

@@ -33,13 +33,18 @@ from throttle_app.telemetry.worker_metrics import WORKER_METRICS, RedisMetrics, 
 
 log = logging.getLogger(__name__)
 
-# Queues with a backlog only: a drained queue's series ends (Prometheus marks it stale).
+# Queues with a backlog only: a drained queue's series ends (Prometheus marks it stale). The
+# last column says whether the queue's portal can be released to: NULL when it is installed and
+# connected, else 'disconnected' or 'not_installed' (its executions wait for an install).
 BACKLOG_SQL = text(
     """
-    SELECT e.queue_id, q.portal_id, q.workflow_id, q.action_id, e.state, count(*)
+    SELECT e.queue_id, q.portal_id, q.workflow_id, q.action_id, e.state, count(*),
+           CASE WHEN t.id IS NULL THEN 'not_installed'
+                WHEN t.disconnected_at IS NOT NULL THEN 'disconnected' END
     FROM action_executions e JOIN throttle_queues q ON q.id = e.queue_id
+    LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
     WHERE e.state IN ('pending', 'claimed')
-    GROUP BY e.queue_id, q.portal_id, q.workflow_id, q.action_id, e.state
+    GROUP BY e.queue_id, q.portal_id, q.workflow_id, q.action_id, e.state, t.id, t.disconnected_at
     ORDER BY e.queue_id, e.state
     """
 )
@@ -144,17 +149,22 @@ def worker_families(stored: dict[str, dict[str, float]]) -> Iterator[Any]:
 
 
 def backlog_families(rows: list[tuple]) -> Iterator[Any]:
-    """Rows of BACKLOG_SQL as a per-queue gauge and an all-queues total (always present)."""
+    """Rows of BACKLOG_SQL as a per-queue gauge, an all-queues total (always present) and the
+    backlog of each portal that cannot be released to (disconnected or never installed)."""
     per_queue = GaugeMetricFamily(
         PREFIX + "backlog_executions",
         "Executions held per queue (queues with a backlog), by state.",
         labels=("queue_id", "portal_id", "workflow_id", "action_id", "state"),
     )
     totals = dict.fromkeys(BACKLOG_STATES, 0)
-    for queue_id, portal_id, workflow_id, action_id, state, count in rows:
+    stranded: dict[tuple[str, str], int] = {}
+    for queue_id, portal_id, workflow_id, action_id, state, count, unreachable in rows:
         labels = [str(queue_id), str(portal_id), str(workflow_id), str(action_id), state]
         per_queue.add_metric(labels, count)
         totals[state] = totals.get(state, 0) + count
+        if unreachable:
+            key = (str(portal_id), unreachable)
+            stranded[key] = stranded.get(key, 0) + count
     total = GaugeMetricFamily(
         PREFIX + "backlog_executions_all_queues",
         "Executions held in all queues, by state.",
@@ -162,5 +172,14 @@ def backlog_families(rows: list[tuple]) -> Iterator[Any]:
     )
     for state, count in totals.items():
         total.add_metric([state], count)
+    disconnected = GaugeMetricFamily(
+        PREFIX + "disconnected_portal_backlog_executions",
+        "Executions held (pending or claimed) for a portal that is disconnected or was never"
+        " installed: nothing releases them until the app is installed again.",
+        labels=("portal_id", "reason"),
+    )
+    for (portal_id, reason), count in sorted(stranded.items()):
+        disconnected.add_metric([portal_id, reason], count)
     yield per_queue
     yield total
+    yield disconnected

@@ -38,6 +38,7 @@ class ClaimedRow:
     id: int
     callback_id: str
     outcome: str
+    created_at: datetime  # admission: the completion reports the wait since (outputFields)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class Claim:
     lease_seconds: int
     window_opens_at: datetime
     budgeted: bool  # False while draining: nothing to give back to the budget
+    window_seconds: float | None = None  # the window's period (spread: k*T/N, often < 1 s)
 
 
 @dataclass(frozen=True)
@@ -89,7 +91,7 @@ _CLAIM_ROWS = text(
         WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
         ORDER BY e.priority DESC, e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
-    RETURNING id, callback_id, outcome
+    RETURNING id, callback_id, outcome, created_at
     """  # nosec B608 # module constants only; every value is a bound parameter
 )
 
@@ -196,7 +198,7 @@ def claim_next(
         return Idle()
     owner = uuid.uuid4()
     rows = sorted(  # oldest first: RETURNING keeps no order
-        ClaimedRow(r.id, r.callback_id, r.outcome)
+        ClaimedRow(r.id, r.callback_id, r.outcome, r.created_at)
         for r in session.execute(
             _CLAIM_ROWS,
             {"owner": owner, "lease": lease_seconds, "queue_id": queue_id, "limit": limit},
@@ -224,6 +226,7 @@ def claim_next(
         lease_seconds=lease_seconds,
         window_opens_at=opens,
         budgeted=not queue.draining,
+        window_seconds=period,
     )
 
 

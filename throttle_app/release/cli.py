@@ -45,8 +45,9 @@ def _when(value) -> str:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per queue.")
 @with_appcontext
 def queues_command(as_json: bool) -> None:
-    """Every queue: backlog, rate, next release, paused/draining, portal, oldest hold expiry,
-    and expiry risk (AT RISK: when the first record would expire unthrottled; release/risk.py)."""
+    """Every queue: backlog, next release, paused/draining, portal, oldest hold expiry, and its
+    policy in one line (rate, mode, days, window, start, zone); AT RISK and when the first record
+    would expire unthrottled (release/risk.py). A named queue's key is `portal:name:<queueName>`."""
     statuses = queue_admin.queue_statuses(db.session)
     now = datetime.now(UTC)
     risks = [assess(status.outlook(), now) for status in statuses]
@@ -54,15 +55,16 @@ def queues_command(as_json: bool) -> None:
         for status, risk in zip(statuses, risks, strict=True):
             click.echo(json.dumps(status.to_json() | risk_json(risk)))
         return
-    header = f"{'id':>5}  {'queue':<32} {'pending':>8} {'claimed':>7}  {'rate':<18} "
-    click.echo(header + f"{'next release':<19}  {'state':<9} {'portal':<12} oldest hold expiry")
+    header = f"{'id':>5}  {'queue':<32} {'pending':>8} {'claimed':>7}  {'next release':<19}  "
+    click.echo(header + f"{'state':<9} {'portal':<12} {'oldest hold expiry':<19}  policy")
     for s, risk in zip(statuses, risks, strict=True):
         state = "paused" if s.paused else "draining" if s.draining else "active"
         portal = "connected" if s.portal_connected else "DISCONNECTED"
-        rate = s.rate + (" (override)" if s.overridden else "")
+        policy = s.policy + (" (override)" if s.overridden else "")
         click.echo(
-            f"{s.id:>5}  {s.queue_key:<32} {s.pending:>8} {s.claimed:>7}  {rate:<18} "
-            f"{_when(s.next_release_at):<19}  {state:<9} {portal:<12} {_when(s.oldest_hold_expiry)}"
+            f"{s.id:>5}  {s.queue_key:<32} {s.pending:>8} {s.claimed:>7}  "
+            f"{_when(s.next_release_at):<19}  {state:<9} {portal:<12} "
+            f"{_when(s.oldest_hold_expiry):<19}  {policy}"
             + (f"  AT RISK: expires unthrottled {_when(risk.expires_at)}" if risk.at_risk else "")
         )
 

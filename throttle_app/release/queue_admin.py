@@ -50,7 +50,7 @@ _STATUS_SQL = f"""
         GROUP BY e.queue_id) b ON b.queue_id = q.id
     LEFT JOIN action_executions o ON o.id = b.oldest_pending_id
     ORDER BY q.id
-    """  # noqa: S608  # nosec B608 # module constants only
+    """  # nosec B608 # module constants only
 _STATUS = text(_STATUS_SQL.format(join="LEFT"))
 _WITH_BACKLOG = text(_STATUS_SQL.format(join=""))
 

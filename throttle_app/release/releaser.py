@@ -55,6 +55,11 @@ __all__ = ["PortalUnavailable", "ReleaseReport", "Releaser", "TokenSource", "bac
 log = logging.getLogger(__name__)
 
 
+# The longest wait for a queue's next window that a release job spends in place of ending and
+# being scheduled again (a new job starts in tens to hundreds of milliseconds).
+STAY_SECONDS = 0.5
+
+
 class Releaser:
     """Releases one queue for up to `release_job_seconds`, then hands over to a fresh job."""
 
@@ -122,6 +127,7 @@ class Releaser:
 
     def _claim_and_send(self, queue_id: int, report: ReleaseReport) -> Stop | None:
         deadline = time.monotonic() + self.settings.release_job_seconds
+        window: float | None = None  # the period of this run's latest claimed window
         while time.monotonic() < deadline:
             if self.stopping():
                 return Stop(STOPPING)
@@ -135,7 +141,17 @@ class Releaser:
                 self.min_call_interval,
             )
             if isinstance(claim, Idle):
-                return None
+                # A queue whose windows are under STAY_SECONDS apart (spread: k*T/N) waits for
+                # its next one here: a new job would cost more than the wait and open it late.
+                if not 0 < (window or STAY_SECONDS + 1) <= STAY_SECONDS:
+                    return None
+                due = claims.next_look(self.session, queue_id, self.lead)
+                if due is None or not 0 < due <= STAY_SECONDS or time.monotonic() + due >= deadline:
+                    return None  # (0: ready yet unclaimable, e.g. locked: the schedule retries)
+                self.heartbeat()
+                self.sleep(due)
+                continue
+            window = claim.window_seconds
             self.schedule.watch(queue_id, claim.lease_seconds)
             self.watched = True
             report.claimed += len(claim.rows)

@@ -1,7 +1,8 @@
 """Sending one claim's rows to HubSpot, and what each answer costs.
 
-Every HubSpot answer is typed by hubspot/callbacks.py, every row update is in outcomes.py; this
-module decides which update an answer leads to:
+Every HubSpot answer is typed by hubspot/callbacks.py, every row update is in outcomes.py, and
+each completion carries the output fields of completion_fields.py; this module decides which
+update an answer leads to:
 - 429 or an empty bucket: the rows go back without an attempt (being limited is not a failure).
 - 5xx, 408, a read timeout or a broken connection (HubSpot may have acted), and a connection
   that could not be made (the request never left): a transient failure. The same rows are sent
@@ -34,6 +35,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy.orm import Session
@@ -52,6 +54,7 @@ from throttle_app.hubspot.callbacks import (
 )
 from throttle_app.release import outcomes
 from throttle_app.release.claims import Claim, ClaimedRow
+from throttle_app.release.completion_fields import completions
 from throttle_app.release.leases import Lease
 from throttle_app.release.schedule import ReleaseSchedule
 
@@ -146,7 +149,6 @@ class ClaimSender:
 
     def send(self, rows: list[ClaimedRow], state: str) -> Stop | None:
         r, claim, report = self.r, self.claim, self.report
-        pairs = [(row.callback_id, state) for row in rows]
         while True:
             if r.stopping():
                 report.given_back += outcomes.give_back(r.session, claim, rows)
@@ -160,7 +162,7 @@ class ClaimSender:
                 refused = r.client.complete_callbacks(
                     claim.portal_id,
                     self.token,
-                    pairs,
+                    completions(rows, state, datetime.now(UTC)),  # waited until this send
                     deadline=self.lease.deadline - CALL_MARGIN_SECONDS,
                 )
                 answered_at = time.monotonic()
