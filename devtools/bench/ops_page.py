@@ -70,11 +70,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
     with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-        _, app = installed_app(
-            fake,
-            THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN,
-            THROTTLE_DASHBOARD_PASSWORD=reads.OPS_PASSWORD,
-        )
+        _, app = installed_app(fake, **reads.READS_ENV)
         preload.tables(DB, PORTAL, args)
         busy_queues(args.queues_busy, args.backlog)
         print(

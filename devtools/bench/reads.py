@@ -29,6 +29,8 @@ from throttle_app.release.risk_scan import queues_at_risk
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
 OPS_PASSWORD = "bench-ops-password-0123456789abcdef"  # THROTTLE_DASHBOARD_PASSWORD: /ops
+# The variables the timed reads need: /metrics and /ops open.
+READS_ENV = {"THROTTLE_METRICS_TOKEN": METRICS_TOKEN, "THROTTLE_DASHBOARD_PASSWORD": OPS_PASSWORD}
 METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 OPS_HEADERS = {"Authorization": "Basic " + b64encode(f"admin:{OPS_PASSWORD}".encode()).decode()}
 

@@ -176,11 +176,7 @@ def main() -> None:
     scenarios = {"rates": rates, "reads": table_reads}
     for scenario in ["throughput", "rates"] if args.scenario == "all" else [args.scenario]:
         with FakeHubSpot(client_id="bench", client_secret=SECRET) as fake:
-            env, app = installed_app(
-                fake,
-                THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN,
-                THROTTLE_DASHBOARD_PASSWORD=reads.OPS_PASSWORD,
-            )
+            env, app = installed_app(fake, **reads.READS_ENV)
             preload.tables(DB, PORTAL, args)
             if scenario == "throughput":
                 throughput(env, app, fake, args.workers)
