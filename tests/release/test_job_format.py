@@ -80,7 +80,7 @@ def test_the_periodic_clean_and_purge_jobs_round_trip_as_json(
         done = JsonJob.fetch(job_id, connection=redis_conn)
         assert done.get_status() == JobStatus.FINISHED, job.func
         results[job.func.rsplit(".", 1)[1]] = done.return_value()
-    assert results["clean"] == {"reclaimed": 0, "expired": 0, "woken": 0}
+    assert results["clean"] == {"reclaimed": 0, "expired": 0, "woken": 0, "at_risk": 0}
     assert results["purge"] == {"executions": 0, "queues": 0}
 
 
