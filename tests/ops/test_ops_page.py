@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.support.ops_helpers import OPS_PASSWORD, held_queue, portal
+from tests.support.processes import free_port
 from tests.support.release_helpers import query
 from throttle_app.extensions import db
 from throttle_app.ops import ops_listing
@@ -180,3 +181,32 @@ def test_junk_query_arguments_are_ignored(ops_app):
     client = ops_app.test_client()
     for query_string in ("page=-1", "page=abc", "page=" + "9" * 40, "portal=²", "page=0"):
         assert client.get(f"/ops?{query_string}", headers=AUTH).status_code == 200
+
+
+def test_text_from_hubspot_is_escaped(ops_app):
+    """Keys and failure reasons come from HubSpot's requests and answers: shown as text."""
+    queue = queue_of(ops_app, SAFE)
+    query(
+        ops_app,
+        "UPDATE action_executions SET last_failure_reason = '<script>alert(1)</script>'"
+        " WHERE queue_id = :q",
+        q=queue,
+    )
+    query(ops_app, "UPDATE throttle_queues SET queue_key = '111:1:<b>x' WHERE id = :q", q=queue)
+    html = ops_app.test_client().get("/ops", headers=AUTH).get_data(as_text=True)
+    assert "<script>alert" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "111:1:&lt;b&gt;x" in html
+
+
+def test_the_page_answers_without_redis(make_app):
+    """Redis down: the queues still show (PostgreSQL), the charts say they are unavailable."""
+    app = make_app(
+        dashboard_password=OPS_PASSWORD,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        redis_timeout_seconds=0.2,
+    )
+    held_queue(app, SAFE, 3, (10, 60), datetime.now(UTC) + timedelta(days=20))
+    answer = app.test_client().get("/ops", headers=AUTH)
+    assert answer.status_code == 200
+    html = answer.get_data(as_text=True)
+    assert SAFE in html and "release charts unavailable" in html
