@@ -94,6 +94,8 @@ def card(driver, key: str):
 
 def test_an_operator_sees_the_queues_and_pauses_one(served, browser):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.expected_conditions import staleness_of
+    from selenium.webdriver.support.wait import WebDriverWait
 
     host, app = served
     browser.get(f"http://{host}/ops")  # no credentials: the 401's login prompt, no page
@@ -113,6 +115,7 @@ def test_an_operator_sees_the_queues_and_pauses_one(served, browser):
     assert "America/New_York" in browser.find_element(By.ID, "portal-31").text
 
     calm.find_element(By.XPATH, ".//button[text()='Pause']").click()
+    WebDriverWait(browser, 20).until(staleness_of(calm))  # the form's answer replaced the page
     calm = card(browser, "31:100:7")  # the page after the redirect
     assert calm.find_element(By.CSS_SELECTOR, "dd.state").text == "paused"
     assert calm.find_elements(By.XPATH, ".//button[text()='Resume']")
