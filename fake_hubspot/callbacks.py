@@ -57,6 +57,7 @@ def complete(hub: Hub, req: Request, callback_id: str | None) -> Reply:
 
 
 def _authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
+    """The live access token of the bearer header, or the 401 HubSpot answers without one."""
     scheme, _, credential = (req.headers.get("Authorization") or "").partition(" ")
     if scheme.lower() != "bearer" or not credential.strip():
         return api_error(401, NO_CREDENTIALS, "INVALID_AUTHENTICATION")
@@ -73,7 +74,8 @@ def _authenticate(hub: Hub, req: Request) -> AccessToken | Reply:
     return found.token
 
 
-def _rate_limited(hub: Hub, verdict: Verdict) -> Reply:
+def rate_limited(hub: Hub, verdict: Verdict) -> Reply:
+    """HubSpot's 429 for the portal's rolling window (counted in the stats)."""
     hub.rate_limited += 1
     cid = correlation_id()
     payload = {
@@ -91,8 +93,10 @@ def _rate_limited(hub: Hub, verdict: Verdict) -> Reply:
     return reply
 
 
-def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
-    if req.method != "POST":
+def admit(hub: Hub, req: Request, method: str) -> tuple[AccessToken, Verdict] | Reply:
+    """The steps every API call takes first: the method (405), the bearer token (401, charged
+    to no portal), then one hit on the portal's rolling window (judged by the caller)."""
+    if req.method != method:
         return api_error(405, f"{req.method} is not allowed here", "VALIDATION_ERROR")
     token = _authenticate(hub, req)
     if isinstance(token, Reply):
@@ -101,6 +105,14 @@ def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
     verdict = hub.limiter.hit(
         token.portal_id, time.monotonic(), settings.rate_limit, settings.rate_window
     )
+    return token, verdict
+
+
+def _decide(hub: Hub, req: Request, callback_id: str | None) -> Reply:
+    admitted = admit(hub, req, "POST")
+    if isinstance(admitted, Reply):
+        return admitted
+    token, verdict = admitted
     has_scope = REQUIRED_SCOPE in token.scopes
     reply = _answer(hub, req, callback_id, token.portal_id, verdict, has_scope)
     reply.headers.update(verdict.headers())
@@ -117,12 +129,12 @@ def _answer(
 ) -> Reply:
     settings = hub.settings
     if not verdict.allowed:
-        return _rate_limited(hub, verdict)
+        return rate_limited(hub, verdict)
     if settings.force_429.get(portal_id, 0) > 0:
         settings.force_429[portal_id] -= 1
         if not settings.force_429[portal_id]:
             del settings.force_429[portal_id]
-        return _rate_limited(hub, verdict)
+        return rate_limited(hub, verdict)
     if not has_scope:
         return api_error(
             403,

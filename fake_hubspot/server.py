@@ -10,7 +10,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fake_hubspot import callbacks, control, definitions, oauth
+from fake_hubspot import account_info, callbacks, control, definitions, oauth
 from fake_hubspot.messages import Reply, Request, api_error, json_reply
 from fake_hubspot.settings import Settings, updated
 from fake_hubspot.state import DEFAULT_SCOPES, Hub
@@ -29,6 +29,8 @@ def dispatch(hub: Hub, req: Request) -> tuple[str | None, Reply]:
         return "token", oauth.token(hub, req)
     if path == oauth.INTROSPECT_PATH:
         return "introspect", oauth.introspect(hub, req)
+    if path in account_info.PATHS:
+        return "account_info", account_info.details(hub, req)
     if path == callbacks.BATCH_PATH:
         return "complete_batch", callbacks.complete(hub, req, None)
     if path.startswith(callbacks.SINGLE_PREFIX) and path.endswith("/complete"):
@@ -141,7 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeHubSpot:
-    """A local HubSpot: OAuth, callback completion, per-portal rate limits and injected faults.
+    """A local HubSpot: OAuth, callback completion, account details, per-portal rate limits and
+    injected faults.
 
     Keyword ``settings`` are initial values of ``fake_hubspot.settings.Settings`` fields;
     ``reset()`` returns to them.

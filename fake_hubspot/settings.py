@@ -24,7 +24,7 @@ class Settings:
     code_ttl: float = 600.0  # authorization-code lifetime, seconds
     rotate_refresh_tokens: bool = False  # a refresh answers a new refresh token, killing the old
     token_latency: float = 0.0  # seconds added to /oauth/2026-03/token and .../introspect answers
-    # Rate limit (per portal, rolling window; every authenticated callback call counts)
+    # Rate limit (per portal, rolling window; every authenticated API call counts)
     rate_limit: int = 110
     rate_window: float = 10.0
     retry_after: int | None = None  # fixed Retry-After seconds; None: until the window admits
@@ -47,6 +47,11 @@ class Settings:
     # Action definitions (v4 API): the developer account's key, and the largest page listed
     developer_api_key: str = "test-developer-api-key"
     definitions_page_size: int = 100
+    # Account details (GET /account-info/v3/details)
+    default_time_zone: str = "America/New_York"  # every portal's zone unless time_zones says
+    time_zones: dict[int, str] = field(default_factory=dict)  # portal -> its zone (any text)
+    account_info_status: int | None = None  # every account-info call answers this 4xx/5xx
+    account_info_latency: float = 0.0  # seconds added to every account-info answer
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready copy (sets become sorted lists, portal keys become strings)."""
@@ -54,6 +59,7 @@ class Settings:
         data["bad_callback_ids"] = sorted(self.bad_callback_ids)
         data["partial_callback_ids"] = sorted(self.partial_callback_ids)
         data["force_429"] = {str(k): v for k, v in sorted(self.force_429.items())}
+        data["time_zones"] = {str(k): v for k, v in sorted(self.time_zones.items())}
         return data
 
 
@@ -127,17 +133,43 @@ def _text(name: str, value: Any) -> str:
     return value
 
 
-def _force_429(name: str, value: Any) -> dict[int, int]:
+def _per_portal(name: str, value: Any, what: str, coerce: Callable[[str, Any], Any]) -> dict:
+    """A mapping of portal ids (ints or digit strings, as JSON keys) to coerced values."""
     if not isinstance(value, Mapping):
-        raise ValueError(f"{name} must map portal ids to call counts")
-    result: dict[int, int] = {}
-    for key, count in value.items():
+        raise ValueError(f"{name} must map portal ids to {what}")
+    result: dict[int, Any] = {}
+    for key, item in value.items():
         try:
             portal_id = int(key)
         except (TypeError, ValueError):
             raise ValueError(f"{name} keys must be portal ids") from None
-        result[portal_id] = _int(0)(name, count)
-    return {k: v for k, v in result.items() if v > 0}
+        result[portal_id] = coerce(name, item)
+    return result
+
+
+def _force_429(name: str, value: Any) -> dict[int, int]:
+    counts = _per_portal(name, value, "call counts", _int(0))
+    return {k: v for k, v in counts.items() if v > 0}
+
+
+def _zone(name: str, value: Any) -> str:
+    # Any text: tests make HubSpot report zones the service does not know.
+    if not isinstance(value, str) or not 1 <= len(value) <= 200:
+        raise ValueError(f"{name} must be a string of 1 to 200 characters")
+    return value
+
+
+def _time_zones(name: str, value: Any) -> dict[int, str]:
+    return _per_portal(name, value, "time zones", _zone)
+
+
+def _error_status(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    status = _int(100)(name, value)
+    if not 400 <= status <= 599:
+        raise ValueError(f"{name} must be a 4xx or 5xx status, or null")
+    return status
 
 
 _COERCERS: dict[str, Callable[[str, Any], Any]] = {
@@ -165,6 +197,10 @@ _COERCERS: dict[str, Callable[[str, Any], Any]] = {
     "seed": _optional_int,
     "developer_api_key": _text,
     "definitions_page_size": _int(1),
+    "default_time_zone": _zone,
+    "time_zones": _time_zones,
+    "account_info_status": _error_status,
+    "account_info_latency": _number,
 }
 
 

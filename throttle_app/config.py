@@ -218,6 +218,9 @@ class Settings:
     cleaner_interval_seconds: int = integer(
         "THROTTLE_CLEANER_INTERVAL_SECONDS", 60, "cleaner period", low=1
     )
+    time_zone_refresh_batch: int = integer(
+        "THROTTLE_TIME_ZONE_REFRESH_BATCH", 1, "portal time zones asked per cleaner pass", low=0
+    )
     retention_days: int = integer("THROTTLE_RETENTION_DAYS", 35, "keep finished rows", low=1)
     purge_batch_size: int = integer("THROTTLE_PURGE_BATCH_SIZE", 5000, "rows per purge", low=1)
     job_timeout_seconds: int = integer(

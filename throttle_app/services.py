@@ -18,6 +18,7 @@ from throttle_app.hubspot.bucket import TokenBucket
 from throttle_app.hubspot.callbacks import HubSpotClient
 from throttle_app.intake.admission import Admission
 from throttle_app.oauth.cipher import TokenCipher
+from throttle_app.oauth.time_zones import PortalZones
 from throttle_app.oauth.tokens import TokenStore
 from throttle_app.release.schedule import ReleaseSchedule
 from throttle_app.release.wake_batcher import WakeBatcher
@@ -37,6 +38,7 @@ class Services:
     schedule: ReleaseSchedule
     hubspot: HubSpotClient
     tokens: TokenStore
+    zones: PortalZones  # the portals' time zones: asked at install and by the cleaner
     admission: Admission
 
 
@@ -63,13 +65,16 @@ def build_services(settings: Settings, connection: redis.Redis, engine: Engine) 
         # After a batch commits: wake its queues' release jobs (coalesced; the cleaner repairs).
         after_commit=WakeBatcher(schedule).add,
     )
+    hubspot = HubSpotClient(settings, bucket, metrics)
+    tokens = TokenStore(settings, TokenCipher(settings.token_keys), metrics)
     return Services(
         settings=settings,
         redis=connection,
         metrics=metrics,
         schedule=schedule,
-        hubspot=HubSpotClient(settings, bucket, metrics),
-        tokens=TokenStore(settings, TokenCipher(settings.token_keys), metrics),
+        hubspot=hubspot,
+        tokens=tokens,
+        zones=PortalZones(settings, hubspot, tokens),
         admission=admission,
     )
 

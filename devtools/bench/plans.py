@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
-from throttle_app.release import claims, cleaner, queue_admin
+from throttle_app.release import claims, cleaner, next_look, queue_admin
 
 LIVE = "ix_action_executions_live_priority"
 CLAIMED = "ix_action_executions_claimed"
@@ -49,10 +49,10 @@ class Hot:
 
 
 HOT = [
-    Hot("next_look", claims._NEXT_LOOK, lambda s: {"queue_id": s.queue_id}, (LIVE, CLAIMED)),
+    Hot("next_look", next_look._NEXT_LOOK, lambda s: {"queue_id": s.queue_id}, (LIVE, CLAIMED)),
     Hot(
         "next_looks (cleaner)",
-        claims._NEXT_LOOKS,
+        next_look._NEXT_LOOKS,
         lambda s: {"queue_ids": s.queue_ids},
         (LIVE, CLAIMED),
     ),

@@ -24,7 +24,7 @@ from devtools import ROOT
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
 from throttle_app.ops.ops_listing import PAGE_SIZE
-from throttle_app.release import claims, queue_admin
+from throttle_app.release import next_look, queue_admin
 from throttle_app.release.risk_scan import queues_at_risk
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
@@ -81,7 +81,7 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
             session.rollback()
             measure(
                 f"next_look per release job ({len(queues)} queues in turn)",
-                lambda: [claims.next_look(session, q, lead) for q in queues],
+                lambda: [next_look.next_look(session, q, lead) for q in queues],
                 repeat,
                 per=len(queues),
             )

@@ -206,3 +206,22 @@ def wait_until_blocked(holder) -> None:
         raise AssertionError("the cleaner never waited for the claim's row lock")
     finally:
         probe.close()
+
+
+def test_the_cleaner_job_asks_due_portals_for_their_time_zone(installed, fake, monkeypatch):
+    """The scheduled job (jobs.clean) refreshes zones after its other steps; a disconnected
+    portal is never asked (oauth/time_zones.py has the details: due, failures, batches)."""
+    from tests.support.release_helpers import install_portal
+    from throttle_app.oauth.tokens import mark_disconnected
+    from throttle_app.release import jobs
+
+    install_portal(installed, fake, 50467011)
+    with installed.app_context():
+        mark_disconnected(50467011, "BAD_REFRESH_TOKEN: test")
+    fake.set_faults(default_time_zone="Europe/Berlin")
+    monkeypatch.setattr(jobs, "_bound", (installed, services_of(installed)))  # as bind() does
+    report = jobs.clean()
+    assert report["time_zones_asked"] == 1
+    zones = dict(query(installed, "SELECT portal_id, time_zone FROM oauth_tokens"))
+    assert zones == {50467010: "Europe/Berlin", 50467011: None}
+    assert fake.stats()["calls"]["account_info"] == {"200": 1}

@@ -8,6 +8,7 @@ HubSpot refused is about 10% here by construction (the fake refuses every 10th c
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import pytest
@@ -69,7 +70,10 @@ def test_one_call_in_ten_answered_502_keeps_the_rate(installed, fake, tmp_path, 
         stack.stop()
     assert left == 0, f"{left} executions still held after 60 s"
     completions = fake.completions()
-    at_hubspot = fake.stats()["calls"]["complete_batch"]
+    calls = fake.stats()["calls"]
+    at_hubspot = calls["complete_batch"]
+    # Our metrics count every HubSpot call: the cleaner's time zone ask (one) too.
+    every_call = Counter(at_hubspot) + Counter(calls.get("account_info", {}))
     counted = ours(RedisMetrics(redis_conn).read())
     rates = {}
     for spec in QUEUES:
@@ -84,5 +88,5 @@ def test_one_call_in_ten_answered_502_keeps_the_rate(installed, fake, tmp_path, 
     )
     for spec in QUEUES:
         assert rates[spec.name] >= 0.9 * spec.max_throughput / spec.seconds, (spec, rates)
-    assert counted == {str(k): float(v) for k, v in at_hubspot.items()}  # the ratio is ours
+    assert counted == {str(k): float(v) for k, v in every_call.items()}  # the ratio is ours
     assert 0.09 <= share <= 0.11  # 1 in 10 by construction

@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.release_helpers import backlog, query
 from throttle_app.extensions import db
-from throttle_app.release import claims
+from throttle_app.release import claims, next_look
 from throttle_app.release.claims import Claim, Idle
 from throttle_app.release.policy_gate import window_size
 
@@ -31,7 +31,7 @@ def set_policy(app, queue: int, **columns) -> None:
 def claim(app, queue: int, batch: int = 100, min_call_interval: float = 0.0):
     with app.app_context():
         result = claims.claim_next(db.session, queue, batch, 30, LEAD, min_call_interval)
-        look = claims.next_look(db.session, queue, LEAD)
+        look = next_look.next_look(db.session, queue, LEAD)
         db.session.remove()
     return result, look
 

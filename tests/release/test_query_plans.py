@@ -25,7 +25,7 @@ from throttle_app import create_app
 from throttle_app.config import Settings
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
-from throttle_app.release import claims, cleaner, queue_admin
+from throttle_app.release import cleaner, next_look, queue_admin
 
 TERMINAL_ROWS = 200_000
 IDLE_QUEUES = 400
@@ -156,7 +156,7 @@ def test_the_rewritten_reads_count_only_the_live_rows(big):
     with big.app_context():
         statuses = queue_admin.queue_statuses(db.session)
         rows = db.session.execute(BACKLOG_SQL).all()
-        looks = [claims.next_look(db.session, q, timedelta(0)) for q in backlog]
+        looks = [next_look.next_look(db.session, q, timedelta(0)) for q in backlog]
         db.session.remove()
     assert len(statuses) == IDLE_QUEUES + len(backlog)
     held = {s.id: (s.pending, s.claimed) for s in statuses if s.oldest_hold_expiry is not None}

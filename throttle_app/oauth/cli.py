@@ -47,19 +47,22 @@ def _when(moment: datetime | None) -> str:
 
 
 def portal_line(portal: rotation.PortalStatus) -> str:
-    """One line: portal, domain, connection state, token expiry, key ids."""
+    """One line: portal, domain, connection state, time zone, token expiry, key ids."""
     if portal.connected:
         state = f"connected (installed {_when(portal.installed_at)})"
     else:
         reason = portal.disconnect_reason or "unknown reason"
         state = f"DISCONNECTED since {_when(portal.disconnected_at)}: {reason}"
+    zone = portal.time_zone or "UTC (time zone not known yet)"
     return (
-        f"{portal.portal_id}  {portal.hub_domain or '-'}  {state}  "
+        f"{portal.portal_id}  {portal.hub_domain or '-'}  {state}  zone {zone}  "
         f"token expires {_when(portal.expires_at)}  key {','.join(portal.key_ids)}"
     )
 
 
-@click.command("portals", help="List installed portals: connected or not, token expiry, key id.")
+@click.command(
+    "portals", help="List installed portals: connected or not, time zone, token expiry, key id."
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per portal per line.")
 @with_appcontext
 def portals_command(as_json: bool) -> None:

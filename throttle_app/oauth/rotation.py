@@ -34,6 +34,8 @@ class PortalStatus:
     disconnect_reason: str | None
     expires_at: datetime
     refreshed_at: datetime | None
+    time_zone: str | None  # the portal's IANA zone (None: not known yet, so UTC)
+    time_zone_checked_at: datetime | None
     key_ids: tuple[str, ...]  # the key ids of the stored values, e.g. ("1a2b3c4d",)
 
     @property
@@ -64,6 +66,8 @@ def list_portals() -> list[PortalStatus]:
             disconnect_reason=row.disconnect_reason,
             expires_at=row.expires_at,
             refreshed_at=row.refreshed_at,
+            time_zone=row.time_zone,
+            time_zone_checked_at=row.time_zone_checked_at,
             key_ids=tuple(dict.fromkeys(map(_key_id, (row.access_token, row.refresh_token)))),
         )
         for row in rows

@@ -20,6 +20,7 @@ from throttle_app.http_api import config_token_guard
 from throttle_app.hubspot import oauth_api
 from throttle_app.hubspot.app_definition import REQUIRED_SCOPES
 from throttle_app.oauth import install_state, rotation
+from throttle_app.oauth.time_zones import PortalZones
 from throttle_app.oauth.tokens import InstalledPortal, TokenStore
 
 log = logging.getLogger(__name__)
@@ -65,12 +66,20 @@ FAILURES: dict[str, tuple[int, str, str]] = {
 
 
 class OAuthViews:
-    """The install's views for one app: its settings, the state store's Redis and the tokens."""
+    """The install's views for one app: its settings, the state store's Redis, the tokens and
+    the portals' time zones."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis, tokens: TokenStore) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        connection: redis.Redis,
+        tokens: TokenStore,
+        zones: PortalZones,
+    ) -> None:
         self._settings = settings
         self._redis = connection
         self._tokens = tokens
+        self._zones = zones
 
     def blueprint(self) -> Blueprint:
         bp = Blueprint("oauth", __name__)
@@ -180,9 +189,11 @@ class OAuthViews:
         except SQLAlchemyError:
             log.exception("could not store the install")
             return self._failure("unavailable")
-        return self._installed(installed)
+        # The portal's time zone: a failure here never fails the install (UTC until known).
+        zone = self._zones.learn(installed.portal_id)
+        return self._installed(installed, zone)
 
-    def _installed(self, installed: InstalledPortal) -> Response:
+    def _installed(self, installed: InstalledPortal, zone: str | None) -> Response:
         where = f"portal {installed.portal_id}"
         if installed.hub_domain:
             where += f" ({installed.hub_domain})"
@@ -193,6 +204,7 @@ class OAuthViews:
             "portal_id": installed.portal_id,
             "hub_domain": installed.hub_domain,
             "reconnected": installed.reconnected,
+            "time_zone": zone,  # None: not known yet (UTC until the cleaner learns it)
         }
         return self._page(200, "Throttle is installed", text, retry=False, payload=payload)
 

@@ -22,7 +22,8 @@ def register_views(app: Flask, services: Services) -> None:
     settings = services.settings
     app.register_blueprint(IntakeViews(settings, services.admission).blueprint())
     app.register_blueprint(release_views.blueprint(settings))
-    app.register_blueprint(OAuthViews(settings, services.redis, services.tokens).blueprint())
+    oauth = OAuthViews(settings, services.redis, services.tokens, services.zones)
+    app.register_blueprint(oauth.blueprint())
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics_view.bp)
     app.register_blueprint(OpsPageViews(services).blueprint())

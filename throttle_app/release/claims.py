@@ -27,9 +27,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from throttle_app.release.policy import zone_for
 from throttle_app.release.policy_gate import is_open, may_open_at, window_size
-from throttle_app.release.policy_store import from_columns, policy_select
+from throttle_app.release.policy_store import from_columns, policy_select, queue_zone
 from throttle_app.release.rates import period_seconds
 
 
@@ -66,19 +65,17 @@ _LOCK_QUEUE = text(
     SELECT q.id, q.portal_id, q.max_throughput, q.period_seconds, q.window_budget,
            q.window_period_seconds, q.window_opens_at, q.next_release_at, q.paused, q.draining,
            c.max_throughput AS override_max, c.time_period AS override_time,
-           c.time_unit AS override_unit, clock_timestamp() AS now,
-           {policy_select("q")}, t.time_zone AS portal_zone
+           c.time_unit AS override_unit, clock_timestamp() AS now, {policy_select("q")}
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
-    LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
     WHERE q.id = :queue_id
     FOR NO KEY UPDATE OF q
     """  # nosec B608 # module constants only; every value is a bound parameter
 )
 
 # "Which executions": a pending row whose retry time has come and whose hold HubSpot still keeps.
-# The one definition, used by the claim and by next_look (alias e).
-_CLAIMABLE = """e.state = 'pending'
+# The one definition, used by the claim and by next_look.py (alias e).
+CLAIMABLE = """e.state = 'pending'
           AND (e.next_attempt_at IS NULL OR e.next_attempt_at <= clock_timestamp())
           AND e.hold_expires_at > clock_timestamp()"""
 
@@ -88,7 +85,7 @@ _CLAIM_ROWS = text(
            lease_expires_at = clock_timestamp() + make_interval(secs => :lease), updated_at = now()
     WHERE id IN (
         SELECT e.id FROM action_executions e
-        WHERE e.queue_id = :queue_id AND {_CLAIMABLE}
+        WHERE e.queue_id = :queue_id AND {CLAIMABLE}
         ORDER BY e.priority DESC, e.id LIMIT :limit
         FOR UPDATE SKIP LOCKED)
     RETURNING id, callback_id, outcome, created_at
@@ -162,7 +159,7 @@ def claim_next(
         queue.time_zone,
         queue.start_at,
     )
-    zone = zone_for(policy, queue.portal_zone)
+    zone = queue_zone(session, policy, queue.portal_id)
     budget, opens, period = queue.window_budget, queue.window_opens_at, queue.window_period_seconds
     if queue.draining:  # the operator's drain: everything now, whatever the rate and policy
         limit, opens = batch_size, now
@@ -263,68 +260,3 @@ def _postpone(session: Session, queue_id: int, ready: datetime) -> None:
         {"ready": ready, "queue_id": queue_id},
     )
     session.commit()
-
-
-def _next_look_sql(which: str):
-    """SQL: what decides when to look at a queue again, for the queues `which` selects (q).
-    Every check reads an index of live rows only (pending, claimed or both: models.py), never
-    the terminal ones. The next retry is looked for only when no row is ready: then every
-    pending row waits for a retry or has an expired hold, so that scan reads only those.
-    `ready` is evaluated once per queue (a subquery whose output is volatile is not inlined),
-    so the retry is looked for exactly when the answer says no row is ready."""
-    return text(
-        f"""
-        SELECT q.id, q.paused, q.draining, q.window_budget, q.next_release_at,
-          clock_timestamp() AS now, r.ready,
-          CASE WHEN NOT r.ready THEN
-            (SELECT min(e.next_attempt_at) FROM action_executions e WHERE e.queue_id = q.id
-             AND e.state = 'pending' AND e.next_attempt_at > clock_timestamp()) END AS next_retry,
-          EXISTS (SELECT 1 FROM action_executions e WHERE e.queue_id = q.id
-                  AND e.state IN ('pending', 'claimed')) AS backlog
-        FROM throttle_queues q
-        CROSS JOIN LATERAL (SELECT EXISTS (SELECT 1 FROM action_executions e
-                            WHERE e.queue_id = q.id AND {_CLAIMABLE}) AS ready) r
-        WHERE {which}
-        """  # nosec B608 # constants; `which` is one of this module's
-    )
-
-
-_NEXT_LOOK = _next_look_sql("q.id = :queue_id")
-_NEXT_LOOKS = _next_look_sql("q.id = ANY(:queue_ids)")
-
-
-def next_look(session: Session, queue_id: int, lead: timedelta) -> float | None:
-    """Seconds until this queue's next release job should run (None: nothing to do until
-    something wakes it: an admission, a resume, a reconnect, or the cleaner). Commits."""
-    row = session.execute(_NEXT_LOOK, {"queue_id": queue_id}).one_or_none()
-    if row is None or row.paused:
-        session.rollback()
-        return None
-    if row.draining and not row.backlog:
-        session.execute(
-            text("UPDATE throttle_queues SET draining = false WHERE id = :queue_id"),
-            {"queue_id": queue_id},
-        )
-    session.commit()
-    return _delay(row, lead)
-
-
-def next_looks(session: Session, queue_ids: list[int], lead: timedelta) -> dict[int, float]:
-    """next_look for many queues in one statement (the cleaner): queue id -> seconds, for the
-    queues that have something to do. Read-only: a drained queue is settled by its own job."""
-    rows = session.execute(_NEXT_LOOKS, {"queue_ids": queue_ids}).all()
-    session.rollback()
-    delays = {row.id: None if row.paused else _delay(row, lead) for row in rows}
-    return {queue_id: delay for queue_id, delay in delays.items() if delay is not None}
-
-
-def _delay(row, lead: timedelta) -> float | None:
-    if row.draining or row.window_budget > 0 or row.next_release_at is None:
-        window = row.now
-    else:
-        window = max(row.now, row.next_release_at - lead)
-    if row.ready:
-        return (window - row.now).total_seconds()
-    if row.next_retry is not None:
-        return (max(window, row.next_retry) - row.now).total_seconds()
-    return None

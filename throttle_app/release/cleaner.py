@@ -7,6 +7,8 @@
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
   one cleaner interval (every queue's next look in one statement and one script call per 1,000
   wake-ups, so a pass stays short with thousands of queues);
+- asks HubSpot again for a few connected portals' time zones, once a day each
+  (oauth/time_zones.py: at most THROTTLE_TIME_ZONE_REFRESH_BATCH per pass);
 - purges terminal rows older than the retention, in batches (a separate, daily job), then the
   queues that have been empty and idle for as long (`purge_queues`).
 """
@@ -21,7 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from throttle_app.models import TERMINAL_STATES
-from throttle_app.release import claims
+from throttle_app.oauth.time_zones import PortalZones
+from throttle_app.release import claims, next_look
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
 from throttle_app.release.risk_scan import warn_at_risk
 from throttle_app.release.schedule import ReleaseSchedule
@@ -92,6 +95,7 @@ class CleanReport:
     expired: int = 0
     woken: int = 0
     at_risk: int | None = None  # None: the risk scan failed (logged)
+    time_zones_asked: int = 0
 
 
 def clean(
@@ -100,9 +104,11 @@ def clean(
     lead: timedelta,
     expire_scan: int = 1000,
     now: datetime | None = None,
+    zones: PortalZones | None = None,
 ) -> CleanReport:
     """One cleaner pass at `now` (default: the current time; it only dates the risk scan).
-    Each step commits on its own."""
+    Each step commits on its own; the time zone asks (with `zones`) come last, with no
+    transaction open, so a slow HubSpot delays nothing else."""
     report = CleanReport()
     for queue_id, count in session.execute(_RECLAIM).all():
         session.execute(claims.RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
@@ -112,7 +118,7 @@ def clean(
     report.expired = session.execute(_EXPIRE, {"limit": expire_scan}).rowcount
     session.commit()
     with_work = [queue_id for (queue_id,) in session.execute(_QUEUES_WITH_WORK).all()]
-    delays = claims.next_looks(session, with_work, lead)
+    delays = next_look.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
     try:
@@ -120,6 +126,9 @@ def clean(
     except Exception as exc:  # a warning must never stop the repairs above from repeating
         session.rollback()
         log.warning("cleaner: expiry risk scan failed: %s: %s", type(exc).__name__, exc)
+    session.commit()
+    if zones is not None:
+        report.time_zones_asked = zones.refresh_due()
     return report
 
 

@@ -25,6 +25,7 @@ from rq import get_current_job
 from throttle_app.config import Settings
 from throttle_app.extensions import db
 from throttle_app.hubspot.callbacks import HubSpotClient
+from throttle_app.oauth.time_zones import PortalZones
 from throttle_app.oauth.tokens import PortalDisconnected, TokenStore, TokenUnavailable
 from throttle_app.release import cleaner
 from throttle_app.release.releaser import PortalUnavailable, Releaser
@@ -46,6 +47,8 @@ class ReleaseServices(Protocol):
     def hubspot(self) -> HubSpotClient: ...
     @property
     def tokens(self) -> TokenStore: ...
+    @property
+    def zones(self) -> PortalZones: ...
 
 
 _bound: tuple[Flask, ReleaseServices] | None = None
@@ -154,7 +157,8 @@ def clean() -> dict:
     with app.app_context(), _job_context(services, "clean"):
         try:
             lead = timedelta(milliseconds=services.settings.release_lead_ms)
-            return dataclasses.asdict(cleaner.clean(db.session, services.schedule, lead))
+            report = cleaner.clean(db.session, services.schedule, lead, zones=services.zones)
+            return dataclasses.asdict(report)
         finally:
             db.session.remove()
 

@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from throttle_app.oauth.time_zones import portal_time_zone
 from throttle_app.release.policy import ReleasePolicy, zone_for
 from throttle_app.release.policy_fields import MODES
 
@@ -99,9 +100,8 @@ class QueuePolicy:
 
 _READ = text(
     f"""
-    SELECT {policy_select("q")}, t.time_zone AS portal_zone
-    FROM throttle_queues q LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
-    WHERE q.id = :queue_id
+    SELECT q.portal_id, {policy_select("q")}
+    FROM throttle_queues q WHERE q.id = :queue_id
     """  # nosec B608 # module constants only
 )
 
@@ -111,5 +111,14 @@ def read_queue_policy(session: Session, queue_id: int) -> QueuePolicy | None:
     row = session.execute(_READ, {"queue_id": queue_id}).one_or_none()
     if row is None:
         return None
-    policy = from_columns(*row[:6])
-    return QueuePolicy(policy, row.portal_zone, zone_for(policy, row.portal_zone))
+    policy = from_columns(*row[1:])
+    portal_zone = portal_time_zone(session, row.portal_id)
+    return QueuePolicy(policy, portal_zone, zone_for(policy, portal_zone))
+
+
+def queue_zone(session: Session, policy: ReleasePolicy, portal_id: int) -> ZoneInfo:
+    """The zone `policy` is read in; the portal's zone is looked up only when it matters (a
+    policy that restricts time and names no zone of its own)."""
+    if not policy.restricts_time or policy.time_zone:
+        return zone_for(policy, None)
+    return zone_for(policy, portal_time_zone(session, portal_id))

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from throttle_app.config import Settings
 from throttle_app.hubspot.callbacks import HubSpotClient
-from throttle_app.release import claims, outcomes
+from throttle_app.release import claims, next_look, outcomes
 from throttle_app.release.claims import Claim, ClaimedRow, Idle
 from throttle_app.release.leases import Lease
 from throttle_app.release.schedule import ReleaseSchedule
@@ -145,7 +145,7 @@ class Releaser:
                 # its next one here: a new job would cost more than the wait and open it late.
                 if not 0 < (window or STAY_SECONDS + 1) <= STAY_SECONDS:
                     return None
-                due = claims.next_look(self.session, queue_id, self.lead)
+                due = next_look.next_look(self.session, queue_id, self.lead)
                 if due is None or not 0 < due <= STAY_SECONDS or time.monotonic() + due >= deadline:
                     return None  # (0: ready yet unclaimable, e.g. locked: the schedule retries)
                 self.heartbeat()
@@ -167,7 +167,7 @@ class Releaser:
     def _schedule_next(self, queue_id: int, stop: Stop | None) -> float | None:
         if stop is not None and not stop.wake:
             return None
-        delay = claims.next_look(self.session, queue_id, self.lead)
+        delay = next_look.next_look(self.session, queue_id, self.lead)
         if delay is None:
             return None
         delay = max(delay, stop.wait if stop else 0.0)
