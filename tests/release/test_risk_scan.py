@@ -4,13 +4,13 @@ log line per queue per hour), `flask throttle queues` and the `throttle_queues_a
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from prometheus_client.exposition import generate_latest
 
+from tests.support.log_capture import Records, captured
 from tests.support.ops_helpers import held_queue, portal
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import scrape_registry
@@ -34,22 +34,11 @@ def held(app):
     return app, risky, safe
 
 
-class Lines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(record.getMessage())
-
-
 @pytest.fixture
-def warnings_logged() -> Iterator[list[str]]:
-    handler = Lines()
-    logger = logging.getLogger("throttle_app.release.risk_scan")
-    logger.addHandler(handler)
-    yield handler.lines
-    logger.removeHandler(handler)
+def risk_log() -> Iterator[Records]:
+    """What the risk scan's logger emits during the test."""
+    with captured("throttle_app.release.risk_scan") as records:
+        yield records
 
 
 def at_risk_ids(app, now: datetime) -> list[int]:
@@ -113,19 +102,19 @@ def run_clean(app, now: datetime) -> cleaner.CleanReport:
             db.session.remove()
 
 
-def test_the_cleaner_warns_once_per_queue_per_hour(held, redis_conn, warnings_logged):
+def test_the_cleaner_warns_once_per_queue_per_hour(held, redis_conn, risk_log):
     app, risky, _ = held
     assert run_clean(app, NOW).at_risk == 1
-    assert len(warnings_logged) == 1
-    (line,) = warnings_logged
+    (line,) = risk_log.messages
+    assert risk_log.records[0].levelname == "WARNING"
     assert f"queue {risky} (7:1:1) at risk: 500 held" in line
     assert f"expire unthrottled at {(NOW + 30 * HOUR).isoformat()}" in line
     run_clean(app, NOW + timedelta(minutes=1))
-    assert len(warnings_logged) == 1  # within the hour: no second line
+    assert len(risk_log.messages) == 1  # within the hour: no second line
     assert 3590 < redis_conn.ttl(WARNED_KEY % risky) <= 3600
     redis_conn.delete(WARNED_KEY % risky)  # the hour has passed
     run_clean(app, NOW + HOUR)
-    assert len(warnings_logged) == 2
+    assert len(risk_log.messages) == 2
 
 
 def test_a_failing_risk_scan_does_not_fail_the_cleaner(held, monkeypatch):
