@@ -1,5 +1,5 @@
 # Common commands; each one is a script you can also run directly.
-.PHONY: help run test test-fast lint format chart bench-intake bench-release bench-cleaner bench-time-zones demo smoke soak ci
+.PHONY: help run test test-fast lint format chart bench-intake bench-release bench-cleaner bench-ops bench-time-zones demo smoke soak ci
 
 help:            ## list the commands
 	@grep -E '^[a-z-]+:.*##' Makefile | sed 's/:.*## /\t/'
@@ -40,6 +40,9 @@ bench-release:   ## release throughput and rate accuracy against the fake HubSpo
 
 bench-cleaner:   ## one cleaner pass over 2,000 queues with work
 	.venv/bin/python scripts/bench_cleaner.py
+
+bench-ops:       ## /ops and the expiry-risk reads on production-sized tables
+	.venv/bin/python scripts/bench_ops.py --queues-idle 10000 --terminal-rows 5000000
 
 bench-time-zones: ## the cleaner's time zone step: passes asking portals' zones
 	.venv/bin/python scripts/bench_time_zones.py

@@ -42,6 +42,7 @@ def test_the_wheel_holds_the_service_and_no_dev_tools(tmp_path: Path) -> None:
     assert top == {"throttle_app", "workers"}
     for module in ("throttle_app/app.py", "throttle_app/release/jobs.py", "workers/worker.py"):
         assert module in names
+    assert "throttle_app/ops/templates/ops/index.html" in names  # the operator page's template
 
     (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
     headers = HeaderParser().parsestr(archive.read(metadata).decode())

@@ -20,6 +20,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config.update(
         THROTTLE_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
+        # The session cookie carries only the operator page's CSRF token (ops/csrf.py).
+        SESSION_COOKIE_NAME="throttle_session",
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=engine_options(settings),

@@ -1,6 +1,7 @@
 """Time the reads whose cost grows with the tables: a release job's `next_look`, the metrics
-scrape and its backlog query, and the queue listing (`flask throttle queues`), each through the
-service's own code on the benchmark's database.
+scrape and its backlog query, the queue listing (`flask throttle queues`), the expiry-risk scan
+and the operator page (`GET /ops`, its first and last page), each through the service's own
+code on the benchmark's database.
 
 Each read runs `repeat` times; the first run is reported apart (the coldest, right after the
 tables were written), then the median and the 90th percentile of all runs.
@@ -12,8 +13,9 @@ import statistics
 import subprocess
 import sys
 import time
+from base64 import b64encode
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
 from sqlalchemy import text
@@ -21,9 +23,20 @@ from sqlalchemy import text
 from devtools import ROOT
 from throttle_app.extensions import db
 from throttle_app.ops.metrics_scrape import BACKLOG_SQL
+from throttle_app.ops.ops_listing import PAGE_SIZE
 from throttle_app.release import next_look, queue_admin
+from throttle_app.release.risk_scan import queues_at_risk
 
 METRICS_TOKEN = "bench-metrics-token-0123456789abcdef"
+OPS_PASSWORD = "bench-ops-password-0123456789abcdef"  # THROTTLE_DASHBOARD_PASSWORD: /ops
+# The variables the timed reads need: /metrics and /ops open.
+READS_ENV = {"THROTTLE_METRICS_TOKEN": METRICS_TOKEN, "THROTTLE_DASHBOARD_PASSWORD": OPS_PASSWORD}
+METRICS_HEADERS = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+OPS_HEADERS = {"Authorization": "Basic " + b64encode(f"admin:{OPS_PASSWORD}".encode()).decode()}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
 
 
 def timings(read: Callable[[], object], repeat: int) -> list[float]:
@@ -80,14 +93,26 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
             )
             session.rollback()
             client = app.test_client()
-            headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
-            measure("GET /metrics (whole scrape)", lambda: _scrape(client, headers), repeat)
+            measure("GET /metrics (whole scrape)", lambda: scrape(client), repeat)
             measure(
                 f"queue listing of {count:,} queues (queue_statuses)",
                 lambda: queue_admin.queue_statuses(session),
                 repeat,
             )
             session.rollback()
+            measure(
+                "queues at risk (the scrape's and the cleaner's risk scan)",
+                lambda: queues_at_risk(session, now()),
+                repeat,
+            )
+            session.rollback()
+            last = -(-count // PAGE_SIZE)
+            for page in (1, last):
+                measure(
+                    f"GET /ops?page={page} ({PAGE_SIZE} of {count:,} queues)",
+                    lambda page=page: page_of(client, f"/ops?page={page}"),
+                    repeat,
+                )
         finally:
             db.session.remove()
     command = [sys.executable, "-m", "flask", "--app", "throttle_app", "throttle", "queues"]
@@ -98,8 +123,16 @@ def report(app: Flask, env: dict[str, str], queues: list[int], repeat: int = 20)
     )
 
 
-def _scrape(client, headers: dict[str, str]) -> None:
-    response = client.get("/metrics", headers=headers)
+def page_of(client, path: str) -> None:
+    """GET an /ops page with the operator credentials; raise unless it lists queues."""
+    response = client.get(path, headers=OPS_HEADERS)
+    if response.status_code != 200 or b"data-queue-key" not in response.data:
+        raise RuntimeError(f"{path} answered {response.status_code} without queues")
+
+
+def scrape(client) -> None:
+    """GET /metrics with the token; raise unless the backlog came from PostgreSQL."""
+    response = client.get("/metrics", headers=METRICS_HEADERS)
     if response.status_code != 200:
         raise RuntimeError(f"/metrics answered {response.status_code}")
     if 'metrics_source_up{source="postgres"} 1.0' not in response.get_data(as_text=True):

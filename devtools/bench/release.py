@@ -200,7 +200,7 @@ def main() -> None:
         with FakeHubSpot(
             client_id="bench", client_secret=SECRET, callback_latency=args.latency
         ) as fake:
-            env, app = installed_app(fake, THROTTLE_METRICS_TOKEN=reads.METRICS_TOKEN)
+            env, app = installed_app(fake, **reads.READS_ENV)
             preload.tables(DB, PORTAL, args)
             if scenario == "throughput":
                 throughput(env, app, fake, args.workers)

@@ -81,7 +81,13 @@ def test_the_periodic_clean_and_purge_jobs_round_trip_as_json(
         assert done.get_status() == JobStatus.FINISHED, job.func
         results[job.func.rsplit(".", 1)[1]] = done.return_value()
     # The installed portal's zone was never asked (it was stored without the callback).
-    assert results["clean"] == {"reclaimed": 0, "expired": 0, "woken": 0, "time_zones_asked": 1}
+    assert results["clean"] == {
+        "reclaimed": 0,
+        "expired": 0,
+        "woken": 0,
+        "at_risk": 0,
+        "time_zones_asked": 1,
+    }
     assert results["purge"] == {"executions": 0, "queues": 0}
 
 

@@ -171,3 +171,20 @@ def test_the_rewritten_reads_count_only_the_live_rows(big):
         [(q, "claimed", 10) for q in backlog] + [(q, "pending", 290) for q in backlog]
     )
     assert looks == [0.0, 0.0, 0.0]  # ready now: the window is open and rows are claimable
+
+
+@pytest.mark.parametrize("statement", [queue_admin._STATUS, queue_admin._WITH_BACKLOG])
+def test_the_listing_reads_the_live_rows_from_the_index_alone(big, statement):
+    """The listing and the risk scan count the live rows with an index-only scan (no heap read
+    per live row: 100,000 of them cost seconds that way) and read one row per busy queue by
+    its primary key."""
+    (hot,) = [hot for hot in plans.HOT if hot.statement is statement]
+    scans = [
+        (n["Node Type"], n.get("Index Name"))
+        for n in nodes(plan(big, hot))
+        if n.get("Relation Name") == "action_executions"
+    ]
+    assert sorted(scans) == [
+        ("Index Only Scan", plans.LIVE),
+        ("Index Scan", plans.PKEY),
+    ], scans

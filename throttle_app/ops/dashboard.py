@@ -26,7 +26,6 @@ Credentials are compared in constant time; answers under /rq are never cached.
 from __future__ import annotations
 
 import functools
-import hmac
 import os
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -36,6 +35,7 @@ from flask import Flask, Response, jsonify, request
 from throttle_app.config import SETTINGS, ConfigError, Settings
 from throttle_app.config_refusals import check_closed_by_default
 from throttle_app.config_rows import read_rows
+from throttle_app.ops.operator_auth import challenge, credentials_match
 from throttle_app.release.job_format import JOB_SERIALIZER, JsonJob
 
 URL_PREFIX = "/rq"
@@ -130,22 +130,11 @@ def _is_dashboard_request(prefix: str) -> bool:
 
 
 def _guard(username: str, password: str, prefix: str) -> Callable[[], Response | None]:
-    expected_user = username.encode()
-    expected_password = password.encode()
-
     def require_dashboard_credentials() -> Response | None:
         if not _is_dashboard_request(prefix):
             return None
-        auth = request.authorization
-        given_user = given_password = b""
-        if auth is not None and auth.type == "basic":
-            given_user = (auth.username or "").encode()
-            given_password = (auth.password or "").encode()
-        # Both comparisons always run: the answer's timing says nothing about which one failed.
-        user_ok = hmac.compare_digest(given_user, expected_user)
-        password_ok = hmac.compare_digest(given_password, expected_password)
-        if not (user_ok and password_ok):
-            return _challenge()
+        if not credentials_match(username, password):
+            return challenge(REALM)
         if request.endpoint in POST_ONLY_ENDPOINTS and request.method != "POST":
             response = _refuse(405, "this dashboard action needs POST")
             response.headers["Allow"] = "POST"
@@ -164,13 +153,6 @@ def _same_origin() -> bool:
         return source is None
     parts = urlsplit(source)
     return parts.scheme == request.scheme and parts.netloc == request.host
-
-
-def _challenge() -> Response:
-    response = jsonify({"error": "authentication required"})
-    response.status_code = 401
-    response.headers["WWW-Authenticate"] = f'Basic realm="{REALM}", charset="UTF-8"'
-    return response
 
 
 def _refuse(status: int, message: str) -> Response:

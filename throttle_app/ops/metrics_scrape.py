@@ -1,5 +1,6 @@
 """One `/metrics` scrape: web metrics of every gunicorn worker, worker metrics from Redis, and
-the backlog per queue from PostgreSQL (read now, under a short statement timeout).
+the backlog per queue and the number of queues at expiry risk (release/risk_scan.py) from
+PostgreSQL (read now, in one transaction under a short statement timeout).
 
 A source that cannot be read leaves its metrics out of this scrape and reports
 `throttle_metrics_source_up{source=...} 0`; the scrape itself still answers.
@@ -8,7 +9,8 @@ A source that cannot be read leaves its metrics out of this scrape and reports
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import redis
@@ -17,7 +19,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
 
+from throttle_app.release.risk_scan import queues_at_risk
 from throttle_app.telemetry.web_metrics import (
     PREFIX,
     WEB_REGISTRY,
@@ -47,7 +51,12 @@ BACKLOG_SQL = text(
 BACKLOG_STATES = ("pending", "claimed")
 
 
-def scrape_registry(engine: Engine, connection: redis.Redis, timeout_ms: int) -> CollectorRegistry:
+def scrape_registry(
+    engine: Engine,
+    connection: redis.Redis,
+    timeout_ms: int,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> CollectorRegistry:
     """A registry for one scrape. Under gunicorn (multiprocess mode) the web metrics are summed
     over every worker's files; otherwise they are this process's own."""
     registry = CollectorRegistry(auto_describe=False)
@@ -57,17 +66,24 @@ def scrape_registry(engine: Engine, connection: redis.Redis, timeout_ms: int) ->
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(WEB_REGISTRY)
-    registry.register(ScrapeCollector(engine, connection, timeout_ms))
+    registry.register(ScrapeCollector(engine, connection, timeout_ms, clock))
     return registry
 
 
 class ScrapeCollector(Collector):
     """Worker metrics from Redis and the backlog from PostgreSQL, read at collect time."""
 
-    def __init__(self, engine: Engine, connection: redis.Redis, timeout_ms: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        connection: redis.Redis,
+        timeout_ms: int,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._engine = engine
         self._metrics = RedisMetrics(connection)
         self._timeout_ms = timeout_ms
+        self._clock = clock
 
     def collect(self) -> Iterator[Any]:
         up = GaugeMetricFamily(
@@ -84,22 +100,30 @@ class ScrapeCollector(Collector):
         if stored is not None:
             yield from worker_families(stored)
         try:
-            rows = self._backlog()
+            rows, at_risk = self._backlog()
         except Exception as exc:
             log.warning("metrics: backlog unavailable: %s", type(exc).__name__)
             rows = None
         up.add_metric(["postgres"], 0 if rows is None else 1)
         if rows is not None:
             yield from backlog_families(rows)
+            yield GaugeMetricFamily(
+                PREFIX + "queues_at_risk",
+                "Queues whose backlog would not be released before the oldest hold ends.",
+                value=at_risk,
+            )
         yield up
 
-    def _backlog(self) -> list[tuple]:
+    def _backlog(self) -> tuple[list[tuple], int]:
         with self._engine.connect() as conn, conn.begin():
             conn.execute(
                 text("SELECT set_config('statement_timeout', :timeout, true)"),
                 {"timeout": f"{self._timeout_ms}ms"},
             )
-            return [tuple(row) for row in conn.execute(BACKLOG_SQL)]
+            rows = [tuple(row) for row in conn.execute(BACKLOG_SQL)]
+            with Session(bind=conn) as session:
+                at_risk = len(queues_at_risk(session, self._clock()))
+            return rows, at_risk
 
 
 def worker_families(stored: dict[str, dict[str, float]]) -> Iterator[Any]:

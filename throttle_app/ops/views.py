@@ -11,6 +11,7 @@ from throttle_app.http_api import json_error
 from throttle_app.intake.views import IntakeViews
 from throttle_app.oauth.views import OAuthViews
 from throttle_app.ops import health, metrics_view
+from throttle_app.ops.ops_page import OpsPageViews
 from throttle_app.release import views as release_views
 from throttle_app.services import Services
 
@@ -25,6 +26,7 @@ def register_views(app: Flask, services: Services) -> None:
     app.register_blueprint(oauth.blueprint())
     app.register_blueprint(health.bp)
     app.register_blueprint(metrics_view.bp)
+    app.register_blueprint(OpsPageViews(services).blueprint())
     if settings.bench_endpoints:
         from throttle_app.ops import bench_view
 

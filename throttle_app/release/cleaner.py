@@ -3,6 +3,7 @@
 - reclaims claims whose lease ran out (the worker died): the rows return to pending, and the
   queue counts their lease end as a possible send, so a redelivery never breaks the rate;
 - expires executions whose HubSpot hold ran out (HubSpot has already moved them on);
+- warns (one log line per queue per hour) about queues at expiry risk (risk_scan.py);
 - wakes every queue that has work to do, so a lost wake-up or job (Redis wiped) costs at most
   one cleaner interval (every queue's next look in one statement and one script call per 1,000
   wake-ups, so a pass stays short with thousands of queues);
@@ -25,6 +26,7 @@ from throttle_app.models import TERMINAL_STATES
 from throttle_app.oauth.time_zones import PortalZones
 from throttle_app.release import claims, next_look
 from throttle_app.release.rates import MAX_WINDOW_SECONDS
+from throttle_app.release.risk_scan import warn_at_risk
 from throttle_app.release.schedule import ReleaseSchedule
 
 log = logging.getLogger(__name__)
@@ -92,6 +94,7 @@ class CleanReport:
     reclaimed: int = 0
     expired: int = 0
     woken: int = 0
+    at_risk: int | None = None  # None: the risk scan failed (logged)
     time_zones_asked: int = 0
 
 
@@ -100,10 +103,12 @@ def clean(
     schedule: ReleaseSchedule,
     lead: timedelta,
     expire_scan: int = 1000,
+    now: datetime | None = None,
     zones: PortalZones | None = None,
 ) -> CleanReport:
-    """One cleaner pass. Each step commits on its own; the time zone asks (with `zones`) come
-    last, with no transaction open, so a slow HubSpot delays nothing else."""
+    """One cleaner pass at `now` (default: the current time; it only dates the risk scan).
+    Each step commits on its own; the time zone asks (with `zones`) come last, with no
+    transaction open, so a slow HubSpot delays nothing else."""
     report = CleanReport()
     for queue_id, count in session.execute(_RECLAIM).all():
         session.execute(claims.RECOMPUTE_NEXT_RELEASE, {"queue_id": queue_id})
@@ -116,6 +121,11 @@ def clean(
     delays = next_look.next_looks(session, with_work, lead)
     schedule.wake_each(delays)
     report.woken = len(delays)
+    try:
+        report.at_risk = warn_at_risk(session, schedule.connection, now or datetime.now(UTC))
+    except Exception as exc:  # a warning must never stop the repairs above from repeating
+        session.rollback()
+        log.warning("cleaner: expiry risk scan failed: %s: %s", type(exc).__name__, exc)
     session.commit()
     if zones is not None:
         report.time_zones_asked = zones.refresh_due()

@@ -145,7 +145,7 @@ def release(queue_id: int) -> dict:
                 stopping=_stopping.is_set,
             )
             report = releaser.run(queue_id)
-            services.metrics.count_releases(report)
+            services.metrics.count_releases(report, queue_id)
             return dataclasses.asdict(report)
         finally:
             db.session.remove()

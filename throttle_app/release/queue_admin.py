@@ -7,7 +7,7 @@ claim (claimed rows finish); resume and drain wake the queue's release job.
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -16,35 +16,59 @@ from sqlalchemy.orm import Session
 
 from throttle_app.input_fields import ASCII_INTEGER
 from throttle_app.release.claims import effective_rate
-from throttle_app.release.policy import ReleasePolicy, describe
+from throttle_app.release.policy import ReleasePolicy, describe, zone_for
 from throttle_app.release.policy_fields import DAY_NAMES
 from throttle_app.release.policy_store import PolicyColumns, from_columns, policy_select
+from throttle_app.release.risk import Outlook
 from throttle_app.release.schedule import ReleaseSchedule
 
-# Every queue with its backlog. The backlog is counted in one pass over the live rows (the live
-# index, models.py) and joined to the queues: the listing reads the backlog once and the queues
-# once, whatever the number of terminal rows or idle queues.
-_STATUS = text(
-    f"""
+# Every queue with its backlog. The backlog is counted in one pass over the live index alone
+# (models.py; an index-only scan: no heap read per live row) and joined to the queues, with one
+# primary-key lookup per queue holding pending rows for its oldest one (the lowest id: within a
+# queue, older rows expire first): its arrival and the hold that ends first. So the listing
+# reads the live index once, the queues once and one row per busy queue, whatever the number
+# of terminal rows or idle queues. WITH_BACKLOG lists only the queues that hold something (the
+# scrape's and the cleaner's expiry risk, release/risk_scan.py).
+_STATUS_SQL = f"""
     SELECT q.id, q.queue_key, q.portal_id, q.max_throughput, q.period_seconds,
            c.max_throughput AS override_max, c.time_period AS override_time,
            c.time_unit AS override_unit, q.next_release_at, q.window_budget, q.paused, q.draining,
            t.disconnected_at, t.id IS NULL AS not_installed,
            coalesce(b.pending, 0) AS pending, coalesce(b.claimed, 0) AS claimed,
-           b.oldest_hold_expiry, q.queue_name, {policy_select("q")}, t.time_zone AS portal_zone
+           o.hold_expires_at AS oldest_hold_expiry, q.queue_name, {policy_select("q")},
+           t.time_zone AS portal_zone, o.created_at AS oldest_pending_since
     FROM throttle_queues q
     LEFT JOIN throttle_configs c ON c.portal_id = q.portal_id AND c.action_id = q.action_id
     LEFT JOIN oauth_tokens t ON t.portal_id = q.portal_id
-    LEFT JOIN (
+    {{join}} JOIN (
         SELECT e.queue_id,
                count(*) FILTER (WHERE e.state = 'pending') AS pending,
                count(*) FILTER (WHERE e.state = 'claimed') AS claimed,
-               min(e.hold_expires_at) AS oldest_hold_expiry
+               min(e.id) FILTER (WHERE e.state = 'pending') AS oldest_pending_id
         FROM action_executions e
         WHERE e.state IN ('pending', 'claimed')
         GROUP BY e.queue_id) b ON b.queue_id = q.id
+    LEFT JOIN action_executions o ON o.id = b.oldest_pending_id
     ORDER BY q.id
     """  # nosec B608 # module constants only
+_STATUS = text(_STATUS_SQL.format(join="LEFT"))
+_WITH_BACKLOG = text(_STATUS_SQL.format(join=""))
+
+# The latest failure reason among the pending executions a release claims first (so the ones
+# being retried), at most FAILURE_SCAN of them per queue in the live index's order: bounded
+# whatever the backlog.
+FAILURE_SCAN = 100
+_LAST_FAILURES = text(
+    """
+    SELECT q.id, f.last_failure_reason FROM unnest(CAST(:ids AS bigint[])) AS q(id)
+    CROSS JOIN LATERAL (
+        SELECT x.last_failure_reason FROM (
+            SELECT e.last_failure_reason, e.updated_at FROM action_executions e
+            WHERE e.queue_id = q.id AND e.state = 'pending'
+            LIMIT :scan) x
+        WHERE x.last_failure_reason IS NOT NULL
+        ORDER BY x.updated_at DESC LIMIT 1) f
+    """
 )
 
 
@@ -66,15 +90,40 @@ class QueueStatus:
     paused: bool
     draining: bool
     portal_connected: bool
-    oldest_hold_expiry: datetime | None
+    oldest_hold_expiry: datetime | None  # the oldest pending execution's hold end
     queue_name: str | None  # a named queue, shared by the portal's workflows naming it
     policy: str  # one line: rate, mode, days, window, start, zone (policy.describe)
     release_policy: ReleasePolicy
+    # The effective rate as numbers (N per T seconds), the portal, the oldest pending execution.
+    max_throughput: int = 0
+    period_seconds: int = 0
+    portal_installed: bool = False
+    time_zone: str | None = None  # the portal's IANA zone (None: not known, so UTC)
+    oldest_pending_since: datetime | None = None  # the oldest pending execution's arrival
+
+    @property
+    def backlog(self) -> int:
+        return self.pending + self.claimed
+
+    def outlook(self) -> Outlook:
+        """What this queue's expiry risk depends on (release/risk.py)."""
+        return Outlook(
+            policy=self.release_policy,
+            zone=zone_for(self.release_policy, self.time_zone),
+            max_throughput=self.max_throughput,
+            period_seconds=self.period_seconds,
+            backlog=self.backlog,
+            oldest_hold_expiry=self.oldest_hold_expiry,
+            next_release_at=self.next_release_at,
+            releasing=self.portal_connected,  # a paused queue: as if resumed now (risk.py)
+            draining=self.draining,
+        )
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        for key in ("next_release_at", "oldest_hold_expiry"):
-            data[key] = data[key].isoformat() if data[key] else None
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat()
         data["release_policy"] = policy_json(self.release_policy)
         return data
 
@@ -93,13 +142,24 @@ def policy_json(policy: ReleasePolicy) -> dict[str, Any]:
     }
 
 
-def queue_statuses(session: Session) -> list[QueueStatus]:
-    """Every queue, by id. One statement; each row is unpacked by position and the rate text
-    comes from a cache (a named read of a result row costs about a microsecond, and with
-    10,000 queues the names and the rate arithmetic cost more than the statement)."""
-    statuses = [_status(*row) for row in session.execute(_STATUS)]
+def queue_statuses(session: Session, with_backlog_only: bool = False) -> list[QueueStatus]:
+    """Every queue (or only those holding executions), by id. One statement; each row is
+    unpacked by position and the rate comes from a cache (a named read of a result row costs
+    about a microsecond, and with 10,000 queues the names and the rate arithmetic cost more
+    than the statement)."""
+    statement = _WITH_BACKLOG if with_backlog_only else _STATUS
+    statuses = [_status(*row) for row in session.execute(statement)]
     session.rollback()
     return statuses
+
+
+def last_failures(session: Session, queue_ids: list[int]) -> dict[int, str]:
+    """The latest failure reason of each queue that has one among its FAILURE_SCAN oldest
+    pending executions (a page's worth of queues: one probe of the live index each)."""
+    rows = session.execute(_LAST_FAILURES, {"ids": queue_ids, "scan": FAILURE_SCAN})
+    found = {queue_id: reason for queue_id, reason in rows}
+    session.rollback()
+    return found
 
 
 class _Rate(NamedTuple):
@@ -113,9 +173,9 @@ class _Rate(NamedTuple):
 
 
 @functools.lru_cache(maxsize=1024)
-def _rate_text(rate: _Rate) -> str:
+def _rate_of(rate: _Rate) -> tuple[int, int, str]:
     count, seconds = effective_rate(rate)
-    return f"{count} per {seconds}s"
+    return count, seconds, f"{count} per {seconds}s"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -147,17 +207,18 @@ def _status(
     claimed,
     oldest_hold_expiry,
     queue_name,
-    *policy_and_zone,
+    *policy_and_more,
 ) -> QueueStatus:
     """One row of _STATUS, in its column order."""
     rate = _Rate(max_throughput, period_seconds, override_max, override_time, override_unit)
-    policy = _policy(PolicyColumns(*policy_and_zone[:6]))
-    portal_zone = policy_and_zone[6]
+    count, seconds, rate_text = _rate_of(rate)
+    policy = _policy(PolicyColumns(*policy_and_more[:6]))
+    portal_zone, oldest_pending_since = policy_and_more[6:]
     return QueueStatus(
         queue_id,
         queue_key,
         portal_id,
-        _rate_text(rate),
+        rate_text,
         override_max is not None,
         pending,
         claimed,
@@ -170,6 +231,11 @@ def _status(
         queue_name,
         _policy_text(rate, policy, portal_zone),
         policy,
+        count,
+        seconds,
+        not not_installed,
+        portal_zone,
+        oldest_pending_since,
     )
 
 

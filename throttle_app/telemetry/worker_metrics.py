@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl, urlencode
 import redis
 from prometheus_client.utils import floatToGoString
 
+from throttle_app.telemetry.queue_releases import add_releases
+
 log = logging.getLogger(__name__)
 
 PREFIX = "throttle_"
@@ -101,12 +103,15 @@ class RedisMetrics:
         """Add `amount` (> 0) to a counter, e.g. incr("releases_total", {"outcome": "failed"})."""
         self._write(lambda pipe: self._add(pipe, name, labels or {}, amount))
 
-    def count_releases(self, report: ReleaseCounts) -> None:
-        """Count a release job's outcomes (its ReleaseReport) in one round trip."""
+    def count_releases(self, report: ReleaseCounts, queue_id: int | None = None) -> None:
+        """Count a release job's outcomes (its ReleaseReport) in one round trip, and its queue's
+        releases in this minute (queue_releases.py) when the queue is given."""
 
         def add(pipe: Any) -> None:
             for outcome in RELEASE_OUTCOMES:
                 self._add(pipe, "releases_total", {"outcome": outcome}, getattr(report, outcome))
+            if queue_id is not None:
+                add_releases(pipe, queue_id, report.completed, time.time())
 
         self._write(add)
 
