@@ -51,11 +51,12 @@ FROM throttle_queues WHERE queue_key = ANY(%s)
 
 # A changed rate or policy applies from the queue's next release: next_release_at goes back to
 # what the rate alone says (a wait the old policy added ends; the claim applies the new one).
-_UPDATE_QUEUE = (
-    "UPDATE throttle_queues q SET max_throughput = %s, period_seconds = %s, "
-    + ", ".join(f"{name} = %s" for name in POLICY_COLUMN_NAMES)
-    + f", next_release_at = {NEXT_RELEASE_BY_RATE}, updated_at = now() WHERE id = %s"
-)
+_POLICY_SETS = ", ".join(f"{name} = %s" for name in POLICY_COLUMN_NAMES)
+_UPDATE_QUEUE = f"""
+UPDATE throttle_queues q SET max_throughput = %s, period_seconds = %s, {_POLICY_SETS},
+       next_release_at = {NEXT_RELEASE_BY_RATE}, updated_at = now()
+WHERE id = %s
+"""  # nosec B608 # column names and SQL from module constants; every value is a bound parameter
 
 
 def signature(request: ExecutionRequest) -> Signature:
