@@ -90,6 +90,14 @@ def test_mounting_the_dashboard_on_web_pods_is_explicit() -> None:
     assert "dashboardPassword" in refused("web.mountDashboard=true")
 
 
+def test_the_operator_page_on_web_pods_is_explicit() -> None:
+    docs = render("web.opsPage=true", "secrets.dashboardPassword=" + "p" * 32)
+    env = container(docs, "throttle-web").get("env") or []
+    assert "THROTTLE_DASHBOARD_PASSWORD" not in {e["name"] for e in env}  # the Secret's value
+    assert "THROTTLE_WEB_DASHBOARD" not in {e["name"] for e in env}  # /ops without /rq
+    assert "dashboardPassword" in refused("web.opsPage=true")
+
+
 # ---- Ingress -----------------------------------------------------------------------------
 
 
