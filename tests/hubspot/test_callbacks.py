@@ -188,3 +188,37 @@ def test_a_429_follows_its_retry_after_not_the_window(redis_conn):
     with pytest.raises(RateLimited):
         client._check(PORTAL, "token", response)
     assert 1.9 < client._bucket.wait_time(PORTAL) <= 2.0
+
+
+def test_the_send_start_is_taken_again_once_the_body_is_written(redis_conn):
+    """The window anchor (`on_start`) is refreshed when the body has gone out in full: a send
+    whose writing stalled (a slow reader here; a worker that lost the CPU in production) counts
+    from when it really left, never from before."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class SlowReader(BaseHTTPRequestHandler):
+        def do_POST(self):
+            time.sleep(0.4)  # headers read; the body waits in the socket buffers
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), SlowReader)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = make_client(redis_conn, hubspot_api_base=f"http://127.0.0.1:{server.server_port}")
+        starts: list[float] = []
+        big = {"inputs": [{"callbackId": "x" * 1000}] * 16_000}  # ~16 MB: more than the buffers
+        began = time.monotonic()
+        client.send(
+            PORTAL, "POST", "/body", "token", big, on_start=lambda: starts.append(time.monotonic())
+        )
+        assert len(starts) == 2
+        assert starts[0] - began < 0.3  # when the request was issued
+        assert starts[-1] - began >= 0.35  # after the reader took the last byte
+    finally:
+        server.shutdown()

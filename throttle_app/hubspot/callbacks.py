@@ -21,6 +21,7 @@ fewer left than the bucket holds caps it at that many. A 429 follows its Retry-A
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import time
@@ -33,6 +34,7 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from throttle_app.config import Settings
 from throttle_app.hubspot.bucket import TokenBucket
 from throttle_app.hubspot.http import (
+    SentBody,
     error_message,
     hubspot_session,
     parse_retry_after,
@@ -142,17 +144,26 @@ class HubSpotClient:
 
         `deadline` (time.monotonic()): the call must end by then, timeouts included, so the
         bucket waits no longer than that allows and the request is not sent after it.
-        `on_start()` runs once the bucket gave its token, just before the request is issued:
-        the caller's record of when the send started (the release engine's window anchor)."""
+        `on_start()` runs once the bucket gave its token, just before the request is issued,
+        and again once a body has been written in full: the caller keeps the latest as its
+        record of when the send started (the release engine's window anchor), so a process
+        that lost the CPU between the two cannot open the next window early."""
         self._take_token(portal_id, deadline)
+        headers = {"Authorization": f"Bearer {access_token}"}
+        data = None
+        if body is not None:
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(body, allow_nan=False).encode()
+            if on_start is not None:
+                data = SentBody(data, on_start)
         if on_start is not None:
             on_start()
         try:
             response = hubspot_session().request(
                 method,
                 self._base + path,
-                json=body,
-                headers={"Authorization": f"Bearer {access_token}"},
+                data=data,
+                headers=headers,
                 timeout=session_timeout(self._settings),
             )
         except requests.RequestException as exc:

@@ -6,6 +6,7 @@ Callers pass `timeout=session_timeout(settings)` on every request; nothing waits
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -32,6 +33,31 @@ def hubspot_session() -> requests.Session:
         _sessions.clear()
         _sessions[pid] = session
     return session
+
+
+class SentBody:
+    """A request body that says when it has been written in full: `on_sent()` runs once, when
+    the HTTP library reads past its end, which urllib3 does only after the last block went to
+    the socket. It has a length, so the request carries Content-Length (never chunked)."""
+
+    def __init__(self, payload: bytes, on_sent: Callable[[], None]) -> None:
+        self._payload = payload
+        self._at = 0
+        self._on_sent: Callable[[], None] | None = on_sent
+
+    def __len__(self) -> int:
+        return len(self._payload)
+
+    def read(self, size: int | None = -1) -> bytes:
+        if self._at >= len(self._payload):
+            if self._on_sent is not None:
+                on_sent, self._on_sent = self._on_sent, None
+                on_sent()
+            return b""
+        end = len(self._payload) if size is None or size < 0 else self._at + size
+        chunk = self._payload[self._at : end]
+        self._at += len(chunk)
+        return chunk
 
 
 def session_timeout(settings: Settings) -> tuple[float, float]:
