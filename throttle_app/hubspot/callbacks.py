@@ -21,7 +21,6 @@ fewer left than the bucket holds caps it at that many. A 429 follows its Retry-A
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import time
@@ -34,9 +33,9 @@ from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnection
 from throttle_app.config import Settings
 from throttle_app.hubspot.bucket import TokenBucket
 from throttle_app.hubspot.http import (
-    SentBody,
     error_message,
     hubspot_session,
+    json_body,
     parse_retry_after,
     session_timeout,
 )
@@ -150,12 +149,9 @@ class HubSpotClient:
         that lost the CPU between the two cannot open the next window early."""
         self._take_token(portal_id, deadline)
         headers = {"Authorization": f"Bearer {access_token}"}
-        data = None
-        if body is not None:
+        data = json_body(body, on_start)
+        if data is not None:
             headers["Content-Type"] = "application/json"
-            data = json.dumps(body, allow_nan=False).encode()
-            if on_start is not None:
-                data = SentBody(data, on_start)
         if on_start is not None:
             on_start()
         try:

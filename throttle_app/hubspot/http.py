@@ -5,6 +5,7 @@ Callers pass `timeout=session_timeout(settings)` on every request; nothing waits
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
@@ -58,6 +59,15 @@ class SentBody:
         chunk = self._payload[self._at : end]
         self._at += len(chunk)
         return chunk
+
+
+def json_body(body: object, on_sent: Callable[[], None] | None = None) -> bytes | SentBody | None:
+    """`body` as a JSON request body (None: no body); with `on_sent`, one that says when it has
+    been written in full."""
+    if body is None:
+        return None
+    payload = json.dumps(body, allow_nan=False).encode()
+    return payload if on_sent is None else SentBody(payload, on_sent)
 
 
 def session_timeout(settings: Settings) -> tuple[float, float]:
