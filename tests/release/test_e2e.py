@@ -19,7 +19,7 @@ import requests
 
 from devtools.redis_server import private_redis
 from fake_hubspot import FakeHubSpot
-from tests.release.window_checks import RECEIPT_JITTER, max_in_window
+from tests.release.window_checks import RECEIPT_JITTER, batch_gaps, max_in_window
 from tests.support.hubspot_requests import execution_payload, signed_headers
 from tests.support.processes import Stack, kill_group
 from tests.support.release_helpers import PORTAL
@@ -112,7 +112,12 @@ def check_rates(completions: list[dict], allow_duplicate_batches: int = 0) -> di
         span = first_seen[-1] - first_seen[spec.max_throughput - 1]
         rate = (len(first_seen) - spec.max_throughput) / span
         rates[spec.name] = rate
-        assert rate == pytest.approx(spec.max_throughput / spec.seconds, rel=0.05), (spec, rate)
+        gaps = batch_gaps(mine, f"{spec.name}-")
+        assert rate == pytest.approx(spec.max_throughput / spec.seconds, rel=0.05), (
+            spec,
+            rate,
+            gaps,
+        )
     return rates
 
 
@@ -125,7 +130,18 @@ def test_every_execution_completes_once_at_its_rate(installed, fake, tmp_path, w
     finally:
         stack.stop()
     assert sorted(c["callback_id"] for c in completions) == sorted(ids)  # exactly once
-    print("sustained rates:", check_rates(completions))
+    try:
+        print("sustained rates:", check_rates(completions))
+    except AssertionError:
+        print_warnings(tmp_path)  # what the processes said about a late window
+        raise
+
+
+def print_warnings(folder) -> None:
+    for log in sorted(folder.glob("*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if " WARNING " in line or " ERROR " in line:
+                print(f"{log.name}: {line}")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from rq.job import Job, JobStatus
 
 from tests.conftest import service_env
 from throttle_app.config import Settings
+from throttle_app.release import schedule as schedule_module
 from throttle_app.release.job_format import JsonJob
 from throttle_app.release.schedule import ORPHAN_GRACE_MS, WATCH_KEY, ReleaseSchedule
 
@@ -102,3 +103,31 @@ def test_a_queued_job_in_its_list_is_never_replaced(redis_conn):
     schedule.wake([8])
     schedule.promote_due()
     assert redis_conn.lrange(schedule.queue.key, 0, -1) == [b"release-8"]
+
+
+def test_a_finished_record_that_expires_while_it_is_replaced_loses_no_wake_up(
+    redis_conn, monkeypatch
+):
+    """A finished job's record expires by itself (result_ttl 1 s), possibly between the clock's
+    look at its status and its deletion (seen in the end-to-end test: the promotion raised, and
+    the wake-ups it had popped were lost until the cleaner's next pass). The queue still gets
+    its new job, and so does every other queue due at that moment."""
+    schedule = ReleaseSchedule(redis_conn)
+    assert schedule._enqueue(7)
+    assert redis_conn.lpop(schedule.queue.key) == b"release-7"  # a worker took it and ran it
+    JsonJob.fetch("release-7", connection=redis_conn).set_status(JobStatus.FINISHED)
+    fetch = JsonJob.fetch
+    expired: list[str] = []
+
+    def fetch_then_expire(job_id: str, connection):
+        job = fetch(job_id, connection=connection)
+        if not expired:
+            connection.delete(job.key)  # its result_ttl runs out right now
+            expired.append(job_id)
+        return job
+
+    monkeypatch.setattr(schedule_module.JsonJob, "fetch", fetch_then_expire)
+    schedule.wake([7, 8])
+    schedule.promote_due()
+    assert expired == ["release-7"]
+    assert sorted(redis_conn.lrange(schedule.queue.key, 0, -1)) == [b"release-7", b"release-8"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import itertools
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -38,6 +39,19 @@ def sustained_rate(completions: list[dict], prefix: str, max_throughput: int) ->
     times = sorted(first_seen.values())
     span = times[-1] - times[max_throughput - 1]
     return (len(times) - max_throughput) / span
+
+
+def batch_gaps(completions: list[dict], prefix: str) -> list[float]:
+    """Seconds between the first completions of consecutive HubSpot calls (batches) of the
+    callbacks starting with `prefix`: T plus the send time when the engine is on time; a
+    longer gap shows which window opened late."""
+    starts: dict[int, float] = {}
+    for record in completions:
+        if record["callback_id"].startswith(prefix):
+            batch = record["batch_id"]
+            starts[batch] = min(starts.get(batch, record["time"]), record["time"])
+    times = sorted(starts.values())
+    return [round(later - earlier, 3) for earlier, later in itertools.pairwise(times)]
 
 
 def wait_until(found: Callable[[], T], timeout: float, every: float = 0.05) -> T:

@@ -220,14 +220,25 @@ class ReleaseSchedule:
         count, *popped, next_ms = self._promote(keys=[WAKEUPS_KEY, WATCH_KEY], args=[limit])
         due = [int(queue_id) for queue_id in popped[: int(count)]]
         dead = [int(queue_id) for queue_id in popped[int(count) :]]
-        busy = [queue_id for queue_id in dead if not self._enqueue(queue_id, replace=True)]
-        busy += [q for q in due if q not in dead and not self._enqueue(q)]
+        busy = [queue_id for queue_id in dead if not self._promote_one(queue_id, replace=True)]
+        busy += [q for q in due if q not in dead and not self._promote_one(q)]
         if busy:
             self.wake(busy, BUSY_RETRY_MS / 1000)
         if len(due) >= limit or len(dead) >= limit:
             return 0.0
         next_ms = int(next_ms)
         return None if next_ms < 0 else max(0.0, next_ms / 1000)
+
+    def _promote_one(self, queue_id: int, replace: bool = False) -> bool:
+        """`_enqueue`, where a bad job record counts as busy (retried shortly): the wake-up was
+        popped already, and raising would lose it and every other one popped with it."""
+        try:
+            return self._enqueue(queue_id, replace)
+        except redis.RedisError:
+            raise  # Redis is away: the wake-up cannot be put back either; the cleaner restores it
+        except Exception:
+            log.exception("release job of queue %s could not be enqueued; retrying", queue_id)
+            return False
 
     def _enqueue(self, queue_id: int, replace: bool = False) -> bool:
         """Enqueue the queue's release job; False when its job is still queued or running
@@ -278,7 +289,7 @@ class ReleaseSchedule:
                 "release job %s was taken off its queue and never started; replacing it", job_id
             )
             self.connection.lrem(self.queue.intermediate_queue_key, 0, job_id)
-            job.delete()
+            self._drop(job)
             return True
         if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
             return False
@@ -290,8 +301,16 @@ class ReleaseSchedule:
             )
         else:
             log.info("release job %s ended as %s; replacing it", job_id, status)
-        job.delete()
+        self._drop(job)
         return True
+
+    def _drop(self, job: Job) -> None:
+        """Delete a job's record. A finished job's record expires by itself (result_ttl), and
+        RQ's delete reads the status again: one that expired in between is gone already."""
+        try:
+            job.delete()
+        except (NoSuchJobError, InvalidJobOperation):
+            self.connection.delete(job.key)
 
 
 def _stale(job: Job, stale_after: float) -> bool:
