@@ -25,7 +25,8 @@ from tests.support.release_helpers import backlog
 from throttle_app.config import Settings
 from throttle_app.release import jobs
 from throttle_app.release.job_format import JOB_SERIALIZER, JsonJob, JsonQueue
-from throttle_app.release.schedule import MAINTENANCE_QUEUE, RELEASE_JOB, RELEASES_QUEUE
+from throttle_app.release.job_records import RELEASE_JOB
+from throttle_app.release.schedule import MAINTENANCE_QUEUE, RELEASES_QUEUE
 from throttle_app.services import services_of
 from workers.scheduler import PREFIX, build_scheduler, periodic_jobs
 
@@ -53,7 +54,7 @@ def test_a_release_job_round_trips_as_json(
 ) -> None:
     queue_id = backlog(installed, 3, max_throughput=10, period_seconds=60)
     schedule = services_of(installed).schedule
-    assert schedule._enqueue(queue_id)
+    assert schedule.jobs.enqueue(queue_id)
     job_id = f"release-{queue_id}"
     assert stored_call(redis_conn, job_id) == [RELEASE_JOB, None, [queue_id], {}]
     run_burst(installed, redis_conn, monkeypatch, RELEASES_QUEUE)

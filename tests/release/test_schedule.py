@@ -11,32 +11,19 @@ from rq.job import Job, JobStatus
 
 from tests.conftest import service_env
 from throttle_app.config import Settings
-from throttle_app.release import schedule as schedule_module
+from throttle_app.release import job_records
 from throttle_app.release.job_format import JsonJob
-from throttle_app.release.schedule import ORPHAN_GRACE_MS, WATCH_KEY, ReleaseSchedule
+from throttle_app.release.job_records import ORPHAN_GRACE_MS
+from throttle_app.release.schedule import WATCH_KEY, ReleaseSchedule
 
 
 def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
     """The queue's release job, marked running with a heartbeat `beat_age` seconds old."""
-    assert schedule._enqueue(queue_id)
+    assert schedule.jobs.enqueue(queue_id)
     job = JsonJob.fetch(f"release-{queue_id}", connection=schedule.connection)
     job.set_status(JobStatus.STARTED)
     job.heartbeat(datetime.now(UTC) - timedelta(seconds=beat_age), ttl=600)
     return job
-
-
-def test_a_job_inside_a_long_token_refresh_is_not_replaced(redis_conn):
-    settings = Settings.from_env(service_env())
-    schedule = ReleaseSchedule(redis_conn, stale_after=settings.stale_job_seconds)
-    started_job(schedule, 7, beat_age=40)  # a refresh with retries may take this long
-    assert schedule._enqueue(7) is False
-
-
-def test_a_job_silent_for_longer_than_any_step_is_replaced(redis_conn):
-    settings = Settings.from_env(service_env())
-    schedule = ReleaseSchedule(redis_conn, stale_after=settings.stale_job_seconds)
-    started_job(schedule, 7, beat_age=settings.stale_job_seconds + 5)
-    assert schedule._enqueue(7) is True
 
 
 def test_a_queue_pause_is_never_shortened(redis_conn):
@@ -113,7 +100,7 @@ def test_a_finished_record_that_expires_while_it_is_replaced_loses_no_wake_up(
     the wake-ups it had popped were lost until the cleaner's next pass). The queue still gets
     its new job, and so does every other queue due at that moment."""
     schedule = ReleaseSchedule(redis_conn)
-    assert schedule._enqueue(7)
+    assert schedule.jobs.enqueue(7)
     assert redis_conn.lpop(schedule.queue.key) == b"release-7"  # a worker took it and ran it
     JsonJob.fetch("release-7", connection=redis_conn).set_status(JobStatus.FINISHED)
     fetch = JsonJob.fetch
@@ -126,7 +113,7 @@ def test_a_finished_record_that_expires_while_it_is_replaced_loses_no_wake_up(
             expired.append(job_id)
         return job
 
-    monkeypatch.setattr(schedule_module.JsonJob, "fetch", fetch_then_expire)
+    monkeypatch.setattr(job_records.JsonJob, "fetch", fetch_then_expire)
     schedule.wake([7, 8])
     schedule.promote_due()
     assert expired == ["release-7"]

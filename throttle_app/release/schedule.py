@@ -4,9 +4,9 @@ RQ's own delayed jobs are scheduled in whole seconds and polled once a second, t
 "50 per second". So wake-ups live in one sorted set (queue id -> due time in ms, Redis clock);
 `ZADD LT` keeps the earliest per queue, so bursts collapse. A release clock (one small loop per
 worker process, see throttle_app/release/clock.py) pops due wake-ups atomically and enqueues
-`jobs.release(queue_id)` with the deterministic job id `release-<queue id>`, so a queue has at
-most one job queued. Two can run at once when a job that looked stale is replaced while it still
-works; the queue row's lock in claims.py keeps them within one budget
+`jobs.release(queue_id)` with the deterministic job id `release-<queue id>` (job_records.py), so
+a queue has at most one job queued. Two can run at once when a job that looked stale is
+replaced while it still works; the queue row's lock in claims.py keeps them within one budget
 (tests/release/test_releaser.py::test_concurrent_claims_never_exceed_the_window). Nothing here is
 the source of truth: a lost wake-up (Redis wiped) is restored by the cleaner from PostgreSQL, and
 a spare one is harmless.
@@ -26,19 +26,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 
 import redis
-from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
-from rq.job import Job, JobStatus
 
 from throttle_app.config import STALE_JOB_MIN_SECONDS, Settings
-from throttle_app.release.job_format import JsonJob, JsonQueue
+from throttle_app.release.job_records import RELEASES_QUEUE, ReleaseJobs
 from throttle_app.release.nudges import Nudges
 
 log = logging.getLogger(__name__)
 
-RELEASES_QUEUE = "releases"
 MAINTENANCE_QUEUE = "maintenance"
 ALL_QUEUES = (RELEASES_QUEUE, MAINTENANCE_QUEUE)
 WAKEUPS_KEY = "throttle:{wakeups}"
@@ -50,14 +46,6 @@ PAUSE_KEY = "throttle:{backoff}:pause:%d"  # exists (with a TTL) while the queue
 STREAK_KEY = "throttle:{backoff}:streak:%d"  # consecutive failed calls of the queue
 STREAK_TTL_SECONDS = 3600  # a streak nobody extended for an hour starts again from one
 BUSY_RETRY_MS = 250
-# A QUEUED release job that no queue list holds was taken by a worker that died before starting
-# it (or is starting it this instant): it is orphaned once it stays so for ORPHAN_GRACE_MS.
-ORPHAN_KEY = "throttle:{wakeups}:orphan:%s"  # set when first seen outside every queue list
-ORPHAN_GRACE_MS = 2000
-ORPHAN_MARK_MS = 60_000
-# The release job, named once: jobs.py imports this module, so the function is referenced by
-# its dotted path (tests/release/test_jobs.py checks that it resolves to jobs.release).
-RELEASE_JOB = "throttle_app.release.jobs.release"
 
 # KEYS[1] = the wake-ups sorted set (member: queue id, score: due time in ms).
 # KEYS[2] = the watches sorted set (member: queue id, score: when its job must have renewed).
@@ -126,20 +114,16 @@ class ReleaseSchedule:
         job_timeout: int = Settings.job_timeout_seconds,
         stale_after: float = STALE_JOB_MIN_SECONDS,
     ) -> None:
-        """`stale_after`: a STARTED job whose heartbeat is older than this belonged to a worker
-        that was killed, and its queue gets a new job. A running release job heartbeats before
-        every HubSpot call and token refresh (releaser.py); Settings.stale_job_seconds is
-        longer than any one such step (from_settings uses it)."""
+        """`job_timeout`, `stale_after`: the release jobs' (job_records.ReleaseJobs)."""
         self.connection = connection
-        self.job_timeout = job_timeout
-        self.stale_after = stale_after
+        self.jobs = ReleaseJobs(connection, job_timeout=job_timeout, stale_after=stale_after)
+        self.queue = self.jobs.queue
         self.nudge_channel = NUDGE_CHANNEL % connection.connection_pool.connection_kwargs.get(
             "db", 0
         )
         self._promote = connection.register_script(PROMOTE_LUA)
         self._wake = connection.register_script(WAKE_LUA)
         self._watch = connection.register_script(WATCH_LUA)
-        self.queue = JsonQueue(RELEASES_QUEUE, connection=connection)  # JSON jobs, never pickle
 
     @classmethod
     def from_settings(cls, connection: redis.Redis, settings: Settings) -> ReleaseSchedule:
@@ -230,93 +214,13 @@ class ReleaseSchedule:
         return None if next_ms < 0 else max(0.0, next_ms / 1000)
 
     def _promote_one(self, queue_id: int, replace: bool = False) -> bool:
-        """`_enqueue`, where a bad job record counts as busy (retried shortly): the wake-up was
-        popped already, and raising would lose it and every other one popped with it."""
+        """Enqueue the queue's release job (False: it is still queued or running), where a bad
+        job record counts as busy (retried shortly): the wake-up was popped already, and
+        raising would lose it and every other one popped with it."""
         try:
-            return self._enqueue(queue_id, replace)
+            return self.jobs.enqueue(queue_id, replace)
         except redis.RedisError:
             raise  # Redis is away: the wake-up cannot be put back either; the cleaner restores it
         except Exception:
             log.exception("release job of queue %s could not be enqueued; retrying", queue_id)
             return False
-
-    def _enqueue(self, queue_id: int, replace: bool = False) -> bool:
-        """Enqueue the queue's release job; False when its job is still queued or running
-        (`replace`: a running job is known dead, its watch fell due: replace it)."""
-        job_id = f"release-{queue_id}"
-        for _ in range(2):
-            try:
-                self.queue.enqueue(
-                    RELEASE_JOB,
-                    queue_id,
-                    job_id=job_id,
-                    unique=True,
-                    result_ttl=1,  # 0 trips an RQ 2.12 bug (status read after the delete)
-                    failure_ttl=3600,
-                    job_timeout=self.job_timeout,
-                    description=f"release queue {queue_id}",
-                )
-                self.connection.delete(ORPHAN_KEY % job_id)  # a new job: no old suspicion
-                return True
-            except DuplicateJobError:
-                if not self._clear_finished(job_id, replace):
-                    return False
-        return False
-
-    def _orphaned(self, job_id: str) -> bool:
-        """True once `job_id` has been outside the releases queue's list for ORPHAN_GRACE_MS
-        (Redis clock: the first look marks it, a later one compares)."""
-        key = ORPHAN_KEY % job_id
-        if self.connection.lpos(self.queue.key, job_id) is not None:
-            self.connection.delete(key)
-            return False
-        if self.connection.set(key, "1", nx=True, px=ORPHAN_MARK_MS):
-            return False
-        left = self.connection.pttl(key)
-        return left >= 0 and ORPHAN_MARK_MS - left >= ORPHAN_GRACE_MS
-
-    def _clear_finished(self, job_id: str, replace: bool = False) -> bool:
-        """Drop a finished/failed job record that still holds the id, or a running one that is
-        stale or to be replaced; True when one was dropped."""
-        try:
-            job = JsonJob.fetch(job_id, connection=self.connection)
-            status = job.get_status(refresh=False)
-        except (NoSuchJobError, InvalidJobOperation):
-            self.connection.delete(Job.key_for(job_id))  # a half-written record: drop it
-            return True
-        if status == JobStatus.QUEUED and self._orphaned(job_id):
-            log.warning(
-                "release job %s was taken off its queue and never started; replacing it", job_id
-            )
-            self.connection.lrem(self.queue.intermediate_queue_key, 0, job_id)
-            self._drop(job)
-            return True
-        if status in (JobStatus.QUEUED, JobStatus.SCHEDULED, JobStatus.DEFERRED):
-            return False
-        if status == JobStatus.STARTED:
-            if not (replace or _stale(job, self.stale_after)):
-                return False
-            log.warning(
-                "release job %s looks dead (no renewal or heartbeat in time); replacing it", job_id
-            )
-        else:
-            log.info("release job %s ended as %s; replacing it", job_id, status)
-        self._drop(job)
-        return True
-
-    def _drop(self, job: Job) -> None:
-        """Delete a job's record. A finished job's record expires by itself (result_ttl), and
-        RQ's delete reads the status again: one that expired in between is gone already."""
-        try:
-            job.delete()
-        except (NoSuchJobError, InvalidJobOperation):
-            self.connection.delete(job.key)
-
-
-def _stale(job: Job, stale_after: float) -> bool:
-    beat = job.last_heartbeat or job.started_at
-    if beat is None:
-        return False
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=UTC)
-    return (datetime.now(UTC) - beat).total_seconds() > stale_after
