@@ -227,6 +227,33 @@ def test_a_writer_connection_that_failed_its_setup_is_not_kept(app, client, monk
     assert rows(app) == [("b", "pending")]
 
 
+def writer_backends(app) -> list[int]:
+    """The PostgreSQL backend pids of the admission writers' held connections."""
+    from throttle_app.services import services_of
+
+    with app.app_context():
+        held = services_of(app).admission._connections
+        return [conn.driver_connection.info.backend_pid for conn in held]
+
+
+def test_a_held_connection_the_server_closed_costs_no_503(app, client):
+    """PostgreSQL restarted (here: the writer's backend terminated) while a writer sat idle:
+    its first batch afterwards goes through on a new connection, not as a 503 however late
+    (CI's crash test saw one 5.75 s after PostgreSQL was back)."""
+    assert post_execution(client, execution_payload(callback_id="before")).status_code == 200
+    (pid,) = writer_backends(app)
+    admin = psycopg2.connect(TEST_DATABASE_URL)
+    admin.autocommit = True
+    with admin.cursor() as cur:
+        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    admin.close()
+    response = post_execution(client, execution_payload(callback_id="after"))
+    assert response.status_code == 200, response.json
+    assert response.json["outputFields"]["hs_execution_state"] == "BLOCK"
+    assert writer_backends(app) != [pid]
+    assert rows(app) == [("before", "pending"), ("after", "pending")]
+
+
 def test_admission_commits_while_redis_is_down(make_app):
     """Invariant 1 needs only PostgreSQL: the wake-up is best effort (the cleaner repairs it)."""
     app = make_app(redis_url="redis://127.0.0.1:1/0", redis_timeout_seconds=0.2)

@@ -9,11 +9,13 @@ whether this is the first delivery; a redelivery is answered from the stored row
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+import psycopg2
 from sqlalchemy import Engine
 
 from throttle_app.durations import format_iso_duration
@@ -21,6 +23,8 @@ from throttle_app.intake.execution_request import ExecutionRequest
 from throttle_app.intake.group_commit import CommitTimeout, GroupCommitter, Overloaded
 from throttle_app.intake.queue_rows import Signature, all_known, upsert_queues
 from throttle_app.models import CLAIMED, COMPLETED, PENDING
+
+log = logging.getLogger(__name__)
 
 BLOCK, SUCCESS, FAIL_CONTINUE = "BLOCK", "SUCCESS", "FAIL_CONTINUE"
 
@@ -127,12 +131,27 @@ class Admission:
         return conn
 
     def _write_batch(self, requests: Sequence[ExecutionRequest]) -> list[Answer]:
+        held = getattr(self._local, "conn", None) is not None
+        try:
+            return self._write(requests)
+        except psycopg2.OperationalError:
+            # A writer's connection held from before PostgreSQL went away (a restart, a
+            # failover) fails its first use after PostgreSQL is back, however long the writer
+            # sat idle. The batch is idempotent (ON CONFLICT, then the stored rows are read), so
+            # it goes once more on a new connection instead of answering 503 that late.
+            if not (held and getattr(self._local, "closed_by_server", False)):
+                raise
+            log.info("admission: a held connection was closed by the server; batch retried")
+            return self._write(requests)
+
+    def _write(self, requests: Sequence[ExecutionRequest]) -> list[Answer]:
         first: dict[str, ExecutionRequest] = {}
         for request in requests:
             first.setdefault(request.callback_id, request)
         # Raw DBAPI cursor: this is the hot path; one prepared statement per batch, with no
         # SQLAlchemy statement compiled for every batch size.
         conn = self._connection()
+        self._local.closed_by_server = False
         try:
             with conn.cursor() as cur:
                 # Queues first (a queue without executions is harmless), then the executions:
@@ -156,6 +175,7 @@ class Admission:
                     )
         except BaseException:
             self._local.conn = None
+            self._local.closed_by_server = bool(conn.driver_connection.closed)
             if conn in self._connections:
                 self._connections.remove(conn)
             conn.invalidate()  # a broken or half-used connection never goes back to the pool
