@@ -4,7 +4,6 @@ portal's zone, the bearer token and scope checks, the rate window, and the injec
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,18 +12,6 @@ import requests
 from fake_hubspot import FakeHubSpot
 
 DETAILS = "/account-info/v3/details"
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as server:
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def bearer(tokens: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -24,18 +23,6 @@ BATCH = "/automation/v4/actions/callbacks/complete"
 TOKEN = "/oauth/2026-03/token"
 INTROSPECT = "/oauth/2026-03/token/introspect"
 SUCCESS = {"hs_execution_state": "SUCCESS"}
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeHubSpot]:
-    with FakeHubSpot() as server:
-        yield server
-
-
-@pytest.fixture
-def http() -> Iterator[requests.Session]:
-    with requests.Session() as session:
-        yield session
 
 
 def single(callback_id: str) -> str:

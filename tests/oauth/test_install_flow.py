@@ -31,16 +31,6 @@ from throttle_app.services import services_of
 from throttle_app.telemetry.logs import configure_logging, redacting_filter
 
 
-@pytest.fixture
-def app(build):
-    return build()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def exchanges(fake) -> int:
     return fake.stats()["token_calls"].get("authorization_code", 0)
 

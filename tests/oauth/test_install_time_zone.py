@@ -16,16 +16,6 @@ from throttle_app.release import cleaner
 from throttle_app.services import services_of
 
 
-@pytest.fixture
-def app(build):
-    return build()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
 def clean_pass(app) -> cleaner.CleanReport:
     """One cleaner pass as the scheduled job runs it, time zones included."""
     services = services_of(app)

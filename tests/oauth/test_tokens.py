@@ -36,11 +36,6 @@ from throttle_app.oauth.tokens import (
 SOON = timedelta(seconds=60)  # inside the 5-minute refresh margin, still valid
 
 
-@pytest.fixture
-def app(build):
-    return build()
-
-
 def test_a_fresh_token_is_returned_without_calling_hubspot(app, fake):
     grant = seed_portal(app, fake)
     with app.app_context():

@@ -4,7 +4,7 @@ younger than the longest step a live job can take, and replaced once it is older
 from __future__ import annotations
 
 from tests.conftest import service_env
-from tests.release.test_schedule import started_job
+from tests.support.release_helpers import started_job
 from throttle_app.config import Settings
 from throttle_app.release.schedule import ReleaseSchedule
 

@@ -5,25 +5,16 @@ take between two heartbeats."""
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 from rq.job import Job, JobStatus
 
 from tests.conftest import service_env
+from tests.support.release_helpers import started_job
 from throttle_app.config import Settings
 from throttle_app.release import job_records
 from throttle_app.release.job_format import JsonJob
 from throttle_app.release.job_records import ORPHAN_GRACE_MS
 from throttle_app.release.schedule import WATCH_KEY, ReleaseSchedule
-
-
-def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
-    """The queue's release job, marked running with a heartbeat `beat_age` seconds old."""
-    assert schedule.jobs.enqueue(queue_id)
-    job = JsonJob.fetch(f"release-{queue_id}", connection=schedule.connection)
-    job.set_status(JobStatus.STARTED)
-    job.heartbeat(datetime.now(UTC) - timedelta(seconds=beat_age), ttl=600)
-    return job
 
 
 def test_a_queue_pause_is_never_shortened(redis_conn):
@@ -96,9 +87,8 @@ def test_a_finished_record_that_expires_while_it_is_replaced_loses_no_wake_up(
     redis_conn, monkeypatch
 ):
     """A finished job's record expires by itself (result_ttl 1 s), possibly between the clock's
-    look at its status and its deletion (seen in the end-to-end test: the promotion raised, and
-    the wake-ups it had popped were lost until the cleaner's next pass). The queue still gets
-    its new job, and so does every other queue due at that moment."""
+    look at its status and its deletion: the queue still gets its new job, and so does every
+    other queue due at that moment (docs/measurements.md, "End-to-end and limit tests")."""
     schedule = ReleaseSchedule(redis_conn)
     assert schedule.jobs.enqueue(7)
     assert redis_conn.lpop(schedule.queue.key) == b"release-7"  # a worker took it and ran it

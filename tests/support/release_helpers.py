@@ -3,15 +3,18 @@ admitted through the real endpoint, and the fake's completions read back."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import Flask
+from rq.job import Job, JobStatus
 from sqlalchemy import text
 
 from fake_hubspot import FakeHubSpot
 from tests.support.hubspot_requests import execution_payload, post_execution
 from throttle_app.extensions import db
 from throttle_app.hubspot.oauth_api import TokenGrant, TokenInfo
+from throttle_app.release.job_format import JsonJob
+from throttle_app.release.schedule import ReleaseSchedule
 from throttle_app.services import services_of
 
 PORTAL = 50467010
@@ -126,3 +129,12 @@ def backlog(app: Flask, count: int, max_throughput: int, period_seconds: int, na
         db.session.commit()
         db.session.remove()
     return queue
+
+
+def started_job(schedule: ReleaseSchedule, queue_id: int, beat_age: float) -> Job:
+    """The queue's release job, marked running with a heartbeat `beat_age` seconds old."""
+    assert schedule.jobs.enqueue(queue_id)
+    job = JsonJob.fetch(f"release-{queue_id}", connection=schedule.connection)
+    job.set_status(JobStatus.STARTED)
+    job.heartbeat(datetime.now(UTC) - timedelta(seconds=beat_age), ttl=600)
+    return job
